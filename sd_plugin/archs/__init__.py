@@ -1,0 +1,3 @@
+from .srresnet_multiexit_arch import SRResNetMultiExit
+
+__all__ = ['SRResNetMultiExit']

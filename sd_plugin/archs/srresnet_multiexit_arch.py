@@ -1,0 +1,119 @@
+"""SRResNetMultiExit: BasicSR's MSRResNet (the teacher) with extra upsampling heads (the exits) inside its trunk."""
+from collections import OrderedDict
+
+from basicsr.archs.arch_util import default_init_weights
+from basicsr.archs.srresnet_arch import MSRResNet
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+from torch.nn import functional as F
+
+from sd_plugin.errors import ConfigError
+
+
+class ExitHead(nn.Module):
+    """MSRResNet's upsampling head, with MSRResNet's parameter names (``upconv1``, ``upconv2`` at x4, ``conv_hr``,
+    ``conv_last``), so it maps one-to-one onto the head of a stock ``MSRResNet(num_block=k)``."""
+
+    def __init__(self, num_feat, num_out_ch, upscale):
+        super().__init__()
+        self.upscale = upscale
+        self.upconv1 = nn.Conv2d(num_feat, num_feat * (4 if upscale == 4 else upscale * upscale), 3, 1, 1)
+        if upscale == 4:
+            self.upconv2 = nn.Conv2d(num_feat, num_feat * 4, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(2 if upscale == 4 else upscale)
+        self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+        self.lrelu = nn.LeakyReLU(negative_slope=0.1, inplace=True)
+        default_init_weights([m for m in self.children() if isinstance(m, nn.Conv2d)], 0.1)
+
+
+def upsample(head, feat, base):
+    """Run an MSRResNet upsampling head.
+
+    Args:
+        head (nn.Module): the teacher (an ``MSRResNet``) or an ``ExitHead``: anything with MSRResNet's head layers.
+        feat (Tensor): (N, num_feat, h, w) trunk features.
+        base (Tensor): (N, num_out_ch, h*s, w*s) bilinear upsampling of the input, the global skip.
+    Returns:
+        Tensor: (N, num_out_ch, h*s, w*s) the SR image.
+    """
+    out = head.lrelu(head.pixel_shuffle(head.upconv1(feat)))
+    if head.upscale == 4:
+        out = head.lrelu(head.pixel_shuffle(head.upconv2(out)))
+    return head.conv_last(head.lrelu(head.conv_hr(out))) + base
+
+
+@ARCH_REGISTRY.register()
+class SRResNetMultiExit(MSRResNet):
+    """MSRResNet with early exits: the first k residual blocks plus exit head k form an SRResNet-k, the student.
+
+    The trunk and the final head are MSRResNet's own (same parameter names), so with ``exits: []`` this is exactly
+    ``MSRResNet`` and checkpoints load strictly both ways. Exit k's head is ``exit_heads.<k>.*``.
+
+    Args:
+        num_in_ch, num_out_ch, num_feat, num_block, upscale: as ``MSRResNet``; ``upscale`` is 2, 3 or 4.
+        exits (list[int]): block depths with an exit head, strictly increasing, each in [1, num_block - 1].
+        deploy_exit (int | None): depth that plain ``forward(x)`` returns: None or ``num_block`` for the teacher, or
+            one of ``exits``, in which case only the first ``deploy_exit`` blocks run. Lets stock ``SRModel`` and
+            ``test_pipeline`` evaluate a student without exporting it.
+    """
+
+    def __init__(self, num_in_ch=3, num_out_ch=3, num_feat=64, num_block=16, upscale=4, exits=(), deploy_exit=None):
+        if upscale not in (2, 3, 4):
+            raise ConfigError(f'network_g.upscale={upscale!r}: must be 2, 3 or 4')
+        if not isinstance(num_block, int) or num_block < 1:
+            raise ConfigError(f'network_g.num_block={num_block!r}: must be a positive integer')
+        exits = list(exits or [])
+        for k in exits:
+            if not isinstance(k, int) or not 1 <= k < num_block:
+                raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {num_block - 1}] '
+                                  f'(num_block={num_block})')
+        if exits != sorted(set(exits)):
+            raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
+        if deploy_exit not in (None, num_block, *exits):
+            raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or '
+                              f'num_block={num_block}')
+        super().__init__(num_in_ch, num_out_ch, num_feat, num_block, upscale)
+        self.num_block = num_block
+        self.exits = exits
+        self.deploy_exit = deploy_exit or num_block
+        self.exit_heads = nn.ModuleDict({str(k): ExitHead(num_feat, num_out_ch, upscale) for k in exits})
+
+    @property
+    def depths(self):
+        """Every output depth, exits first, the teacher (``num_block``) last."""
+        return [*self.exits, self.num_block]
+
+    def head(self, depth):
+        """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher."""
+        return self if depth == self.num_block else self.exit_heads[str(depth)]
+
+    def forward_exits(self, x, depths=None):
+        """One pass through the trunk, stopping at the deepest requested depth.
+
+        Args:
+            x (Tensor): (N, num_in_ch, h, w) LR input.
+            depths (list[int] | None): depths to output; None means every exit and the teacher.
+        Returns:
+            OrderedDict[int, Tensor]: depth -> (N, num_out_ch, h*s, w*s) SR output, in increasing depth.
+        """
+        depths = self.depths if depths is None else sorted(depths)
+        for d in depths:
+            if d not in self.depths:
+                raise ConfigError(f'exit {d!r}: this model has exits {self.exits} and teacher depth {self.num_block}')
+        base = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
+        feat = self.lrelu(self.conv_first(x))
+        outputs = OrderedDict()
+        for depth, block in enumerate(self.body[:depths[-1]], start=1):
+            feat = block(feat)
+            if depth in depths:
+                outputs[depth] = upsample(self.head(depth), feat, base)
+        return outputs
+
+    def forward(self, x, all_exits=False):
+        """``forward(x)``: the output at ``deploy_exit`` (the teacher by default), an (N, C, h*s, w*s) tensor.
+        ``forward(x, all_exits=True)``: ``forward_exits(x)``, every output from one trunk pass. Training calls this
+        form through the (possibly DDP-wrapped) module, so every parameter takes part in the graph."""
+        if all_exits:
+            return self.forward_exits(x)
+        return self.forward_exits(x, [self.deploy_exit])[self.deploy_exit]

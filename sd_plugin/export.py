@@ -1,0 +1,93 @@
+"""sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
+import argparse
+import re
+from collections import OrderedDict
+from os import path as osp
+
+from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
+from sd_plugin.cli import one_line_errors
+from sd_plugin.errors import ConfigError
+
+PARAM_KEYS = ('params', 'params_ema')
+
+
+def infer_arch(state_dict):
+    """The SRResNetMultiExit options a state dict was made with, read off its keys and shapes.
+
+    Returns:
+        dict: ``num_in_ch``, ``num_out_ch``, ``num_feat``, ``num_block``, ``upscale``, ``exits``.
+    """
+    if 'conv_first.weight' not in state_dict or 'conv_last.weight' not in state_dict:
+        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no conv_first / conv_last)')
+    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'body\.(\d+)\.', k)] if m}
+    exits = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r'exit_heads\.(\d+)\.', k)] if m})
+    num_feat, num_in_ch = state_dict['conv_first.weight'].shape[:2]
+    if 'upconv2.weight' in state_dict:
+        upscale = 4
+    else:
+        upscale = round((state_dict['upconv1.weight'].shape[0] // num_feat)**0.5)
+    return dict(num_in_ch=num_in_ch, num_out_ch=state_dict['conv_last.weight'].shape[0], num_feat=num_feat,
+                num_block=max(blocks) + 1 if blocks else 0, upscale=upscale, exits=exits)
+
+
+def student_state_dict(state_dict, depth):
+    """The ``MSRResNet(num_block=depth)`` state dict of exit ``depth`` (or of the teacher, at its own depth):
+    the trunk up to ``depth``, with exit head ``depth`` renamed to MSRResNet's head names."""
+    arch = infer_arch(state_dict)
+    if depth != arch['num_block'] and depth not in arch['exits']:
+        raise ConfigError(f'--exit {depth}: the checkpoint has exits {arch["exits"]} and teacher depth '
+                          f'{arch["num_block"]}')
+    out = OrderedDict()
+    for key, value in state_dict.items():
+        body = re.match(r'body\.(\d+)\.', key)
+        if key.startswith('exit_heads.'):
+            prefix = f'exit_heads.{depth}.'
+            if key.startswith(prefix):
+                out[key[len(prefix):]] = value
+        elif body:
+            if int(body.group(1)) < depth:
+                out[key] = value
+        elif key.startswith('conv_first.') or depth == arch['num_block']:
+            out[key] = value  # the shared first conv, and the teacher's own head
+    return out
+
+
+def export(ckpt_path, depth, out_path, param_key=None):
+    """Write exit ``depth`` of ``ckpt_path`` to ``out_path`` as a stock BasicSR checkpoint.
+
+    The file holds ``params`` (and ``params_ema`` when the source has it; with ``param_key`` only that one, saved
+    as ``params``) plus ``sd_plugin``: where it came from (source path, exit, param keys, MSRResNet options).
+    Returns the MSRResNet options (dict) that load it.
+    """
+    ckpt = load_checkpoint(ckpt_path)
+    if param_key is not None:
+        sources = {'params': param_key}
+    else:
+        sources = {key: key for key in PARAM_KEYS if key in ckpt} or {'params': 'params'}
+    result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth) for dst, src in sources.items()}
+    arch = infer_arch(result['params'])
+    arch = dict(type='MSRResNet', **{k: arch[k] for k in ('num_in_ch', 'num_out_ch', 'num_feat', 'num_block',
+                                                           'upscale')})
+    result['sd_plugin'] = dict(source=osp.abspath(ckpt_path), exit=depth, param_keys=sources, arch=arch)
+    atomic_save(result, out_path)
+    return arch
+
+
+@one_line_errors('sd-export')
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog='sd-export', description=__doc__,
+        epilog='example: sd-export experiments/sd/models/net_g_latest.pth --exit 8 --out student_x4.pth')
+    parser.add_argument('ckpt', help='SRResNetMultiExit checkpoint (net_g_*.pth)')
+    parser.add_argument('--exit', type=int, required=True, dest='depth',
+                        help='exit depth k to export, or the teacher depth')
+    parser.add_argument('--out', required=True, help='output .pth')
+    parser.add_argument('--param-key', default=None,
+                        help='export only this key (e.g. params_ema) as params; default: params and params_ema')
+    args = parser.parse_args(argv)
+    arch = export(args.ckpt, args.depth, args.out, args.param_key)
+    print(f'wrote {args.out}: network_g: {arch}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,166 @@
+"""SelfDistillSRModel: BasicSR's SRModel trained with self-distillation into the exits of an SRResNetMultiExit."""
+import difflib
+import numbers
+from collections import OrderedDict
+from os import path as osp
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from tqdm import tqdm
+
+from sd_plugin.errors import ConfigError
+
+# train.self_distill: the plugin's own YAML section, with the paper's defaults.
+SELF_DISTILL_DEFAULTS = {
+    'student_pixel_weight': 0.9,  # weight of pixel_opt's loss between each exit's output and GT
+    'distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1},  # loss between each exit's output and the teacher
+}
+
+
+def check_weight(key, value):
+    """Raise ConfigError unless ``value`` is a finite number >= 0. ``key`` names it in the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float('inf'):
+        raise ConfigError(f'{key}={value!r}: must be a number >= 0')
+    return float(value)
+
+
+def self_distill_options(train_opt, exits):
+    """Validate ``train.self_distill`` against the network's ``exits`` and fill in the defaults.
+
+    Returns:
+        dict: ``student_pixel_weight`` (float) and ``distill_opt`` (a loss option dict for ``build_loss``).
+    """
+    given = train_opt.get('self_distill')
+    if given is not None and not exits:
+        raise ConfigError('train.self_distill is set but network_g.exits is empty: there is no student to distill into')
+    given = dict(given or {})
+    for key in given:
+        if key not in SELF_DISTILL_DEFAULTS:
+            close = difflib.get_close_matches(key, SELF_DISTILL_DEFAULTS, n=1)
+            hint = f'; did you mean {close[0]!r}?' if close else f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
+            raise ConfigError(f'train.self_distill.{key}: unknown key{hint}')
+    opts = {**SELF_DISTILL_DEFAULTS, **given}
+    opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
+    opts['distill_opt'] = {**SELF_DISTILL_DEFAULTS['distill_opt'], **(opts['distill_opt'] or {})}
+    check_weight('train.self_distill.distill_opt.loss_weight', opts['distill_opt']['loss_weight'])
+    return opts
+
+
+@MODEL_REGISTRY.register()
+class SelfDistillSRModel(SRModel):
+    """SRModel whose network (an ``SRResNetMultiExit``) also trains its exits, each as a student of the teacher.
+
+    Loss per step, from one trunk pass (logged keys in brackets, one pair per exit k):
+        pixel_opt(teacher, GT)                                           [l_pix]
+      + sum over exits k: student_pixel_weight * pixel_opt(exit_k, GT)   [l_pix_exit{k}]
+                        + distill_opt(exit_k, teacher)                   [l_distill_exit{k}]
+    Validation reports every ``val.metrics`` entry for the teacher (``psnr``) and for each exit (``psnr_exit8``).
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        net = self.get_bare_model(self.net_g)
+        if not hasattr(net, 'forward_exits'):
+            raise ConfigError(f'network_g.type={opt["network_g"]["type"]!r}: SelfDistillSRModel needs '
+                              'SRResNetMultiExit (use SRModel for a network without exits)')
+
+    @property
+    def exits(self):
+        return self.get_bare_model(self.net_g).exits
+
+    @property
+    def teacher_depth(self):
+        return self.get_bare_model(self.net_g).num_block
+
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        if not train_opt.get('pixel_opt'):
+            raise ConfigError('train.pixel_opt: missing; SelfDistillSRModel needs the teacher pixel loss')
+        if train_opt.get('perceptual_opt'):
+            raise ConfigError('train.perceptual_opt: not supported by SelfDistillSRModel')
+        check_weight('train.pixel_opt.loss_weight', train_opt['pixel_opt'].get('loss_weight', 1.0))
+        distill = self_distill_options(train_opt, self.exits)
+        super().init_training_settings()
+        student_pixel_opt = {**train_opt['pixel_opt'], 'loss_weight': distill['student_pixel_weight']}
+        self.cri_pix_student = build_loss(student_pixel_opt).to(self.device)
+        self.cri_distill = build_loss(distill['distill_opt']).to(self.device)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        outputs = self.net_g(self.lq, all_exits=True)  # {depth: SR image}, from ONE pass through the trunk
+        self.output = outputs.pop(self.teacher_depth)
+        loss_dict = OrderedDict(l_pix=self.cri_pix(self.output, self.gt))
+        for depth, student in outputs.items():
+            loss_dict[f'l_pix_exit{depth}'] = self.cri_pix_student(student, self.gt)
+            loss_dict[f'l_distill_exit{depth}'] = self.cri_distill(student, self.output)  # teacher detached inside
+        sum(loss_dict.values()).backward()
+        self.optimizer_g.step()
+
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        """Fill ``self.outputs`` ({depth: SR}, every exit and the teacher) and ``self.output`` (the teacher), with
+        the EMA network when there is one."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.outputs = net(self.lq, all_exits=True)
+        net.train(was_training)
+        self.output = self.outputs[self.teacher_depth]
+
+    def metric_name(self, metric, depth):
+        """'psnr' for the teacher, 'psnr_exit8' for exit 8."""
+        return metric if depth == self.teacher_depth else f'{metric}_exit{depth}'
+
+    def _initialize_best_metric_results(self, dataset_name):
+        super()._initialize_best_metric_results(dataset_name)
+        record = self.best_metric_results[dataset_name]
+        for metric, content in self.opt['val']['metrics'].items():
+            better = content.get('better', 'higher')
+            for depth in self.exits:
+                record.setdefault(self.metric_name(metric, depth),
+                                  dict(better=better, val=float('-inf' if better == 'higher' else 'inf'), iter=-1))
+
+    def _image_path(self, img_name, dataset_name, current_iter, depth):
+        """Where ``val.save_img`` writes an output: SRModel's path, with ``_exit{k}`` for exit k."""
+        if self.opt['is_train']:
+            path = osp.join(self.opt['path']['visualization'], img_name, f'{img_name}_{current_iter}')
+        else:
+            suffix = self.opt['val'].get('suffix') or self.opt['name']
+            path = osp.join(self.opt['path']['visualization'], dataset_name, f'{img_name}_{suffix}')
+        return path + ('' if depth == self.teacher_depth else f'_exit{depth}') + '.png'
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        metrics = self.opt['val'].get('metrics') or {}
+        if metrics:
+            self._initialize_best_metric_results(dataset_name)
+        depths = [self.teacher_depth, *self.exits]
+        sums = {self.metric_name(m, d): 0.0 for d in depths for m in metrics}
+        for val_data in tqdm(dataloader, unit='image', disable=not self.opt['val'].get('pbar', False)):
+            img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
+            self.feed_data(val_data)
+            self.test()
+            gt_img = tensor2img([self.gt.detach().cpu()]) if hasattr(self, 'gt') else None
+            for depth in depths:
+                sr_img = tensor2img([self.outputs[depth].detach().cpu()])
+                if save_img:
+                    imwrite(sr_img, self._image_path(img_name, dataset_name, current_iter, depth))
+                for name, metric_opt in metrics.items():
+                    sums[self.metric_name(name, depth)] += calculate_metric({'img': sr_img, 'img2': gt_img}, metric_opt)
+            del self.lq, self.output, self.outputs
+            if hasattr(self, 'gt'):
+                del self.gt
+
+        if metrics:
+            self.metric_results = {name: total / len(dataloader) for name, total in sums.items()}
+            for name, value in self.metric_results.items():
+                self._update_best_metric_result(dataset_name, name, value, current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)

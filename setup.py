@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='sd_plugin',
+    version='0.1.0',
+    description='Self-distillation for BasicSR: train an SRResNet teacher and its early-exit students in one run',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['sd_plugin', 'sd_plugin.*']),
+    python_requires='>=3.8',
+    # torch/torchvision and basicsr==1.4.2 are installed first, basicsr with --no-build-isolation (see README).
+    install_requires=['basicsr==1.4.2', 'torch', 'torchvision', 'lmdb', 'pyyaml', 'tensorboard', 'opencv-python',
+                      'tqdm', 'numpy'],
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'sd-train=sd_plugin.train:main',
+            'sd-test=sd_plugin.test:main',
+            'sd-export=sd_plugin.export:main',
+            'sd-basicsr-dropin=sd_plugin.dropin:main',
+        ]
+    },
+)
