@@ -18,6 +18,7 @@ setup(
             'sd-test=sd_plugin.test:main',
             'sd-export=sd_plugin.export:main',
             'sd-basicsr-dropin=sd_plugin.dropin:main',
+            'sd-prepare=sd_plugin.data.prepare:main',
         ]
     },
 )

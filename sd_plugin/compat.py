@@ -7,7 +7,9 @@
 * ``load_resume_state``: ``basicsr.train.load_resume_state`` maps the resume state onto
   ``torch.cuda.current_device()`` unconditionally, so resuming crashes without CUDA. It also looks for
   ``experiments/<name>/training_states`` relative to the working directory instead of the experiment root that
-  ``parse_options`` computed. Our version loads onto the model's device and uses the computed path.
+  ``parse_options`` computed. Our version loads onto the model's device and uses the computed path. It is also the
+  first thing ``train_pipeline`` calls after parsing the options and before creating any folder, so it runs
+  ``sd_plugin.preflight.check_options`` first: bad options stop the run before anything is written.
 """
 import os
 import sys
@@ -61,6 +63,8 @@ def load_resume_state(opt):
     """
     from basicsr.utils import check_resume
 
+    from sd_plugin.preflight import check_options
+    check_options(opt)
     if opt['auto_resume']:
         latest = _latest_state(opt['path']['training_states'])
         if latest is not None:

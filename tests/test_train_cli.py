@@ -1,0 +1,102 @@
+"""End-to-end runs of the launchers on tiny generated data, in subprocesses, as a user runs them."""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+from os import path as osp
+
+import basicsr
+import pytest
+import torch
+from conftest import ROOT, run_cli, tiny_options, write_yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def log_text(exp_dir):
+    return ''.join(open(p).read() for p in sorted(glob.glob(osp.join(exp_dir, 'train_*.log'))))
+
+
+def test_train_pipeline_reports_every_exit_in_log_and_tensorboard(tiny_data, tmp_path):
+    opt = write_yaml(tiny_options(tiny_data, name='e2e', ema_decay=0.9), tmp_path / 'e2e.yml')
+    run_cli(['sd-train', '-opt', opt], cwd=tmp_path)
+    text = log_text(tmp_path / 'experiments' / 'e2e')
+    assert 'l_pix_exit2:' in text and 'l_distill_exit2:' in text
+    assert re.search(r'# psnr: [\d.]+\tBest: [\d.]+ @ \d+ iter', text)
+    assert re.search(r'# psnr_exit2: [\d.]+\tBest: [\d.]+ @ \d+ iter', text)
+    ckpt = torch.load(tmp_path / 'experiments' / 'e2e' / 'models' / 'net_g_20.pth')
+    assert set(ckpt) == {'params', 'params_ema'} and 'exit_heads.2.conv_last.weight' in ckpt['params_ema']
+    events = EventAccumulator(str(tmp_path / 'tb_logger' / 'e2e')).Reload()
+    tags = events.Tags()['scalars']
+    assert {'metrics/tinyval/psnr', 'metrics/tinyval/psnr_exit2', 'losses/l_distill_exit2'} <= set(tags)
+
+
+def test_auto_resume_on_cpu_continues_from_the_saved_iteration(tiny_data, tmp_path):
+    opt = write_yaml(tiny_options(tiny_data, name='resume', total_iter=10), tmp_path / 'resume.yml')
+    run_cli(['sd-train', '-opt', opt], cwd=tmp_path)
+    exp = tmp_path / 'experiments' / 'resume'
+    run_cli(['sd-train', '-opt', opt, '--auto_resume', '--force_yml', 'train:total_iter=20'], cwd=tmp_path)
+    text = log_text(exp)
+    assert 'Resuming training from epoch: 2, iter: 10.' in text
+    second_run = text[text.index('Resuming training'):]
+    assert 'iter:      15' in second_run and 'iter:       5,' not in second_run
+    assert sorted(os.listdir(exp / 'training_states')) == ['10.state', '20.state']
+    assert not glob.glob(str(tmp_path / 'experiments' / 'resume_archived_*'))
+
+
+def test_bad_option_is_one_line_before_any_folder_is_made(tiny_data, tmp_path):
+    bad = tiny_options(tiny_data, name='bad')
+    bad['network_g']['exits'] = [2, 9]
+    proc = run_cli(['sd-train', '-opt', write_yaml(bad, tmp_path / 'bad.yml')], cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        'sd-train: error: network_g.exits=[2, 9]: exit 9 must be an integer in [1, 3] (num_block=4)']
+    assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'tb_logger').exists()
+
+
+def test_repo_launcher_roots_experiments_at_the_repository(tiny_data, tmp_path):
+    name = 'pytest_repo_launcher'
+    opt = write_yaml(tiny_options(tiny_data, name=name, total_iter=2), tmp_path / 'r.yml')
+    opt_dict = tiny_options(tiny_data, name=name, total_iter=2)
+    opt_dict['logger']['use_tb_logger'] = False
+    write_yaml(opt_dict, opt)
+    try:
+        subprocess.run([sys.executable, osp.join(ROOT, 'sd_plugin', 'train.py'), '-opt', opt], cwd=tmp_path,
+                       check=True, capture_output=True)
+        assert osp.isfile(osp.join(ROOT, 'experiments', name, 'models', 'net_g_latest.pth'))
+    finally:
+        shutil.rmtree(osp.join(ROOT, 'experiments', name), ignore_errors=True)
+
+
+def test_basicsr_checkout_runs_its_own_train_py_after_the_dropin(tiny_data, tmp_path):
+    """A throw-away checkout made from basicsr 1.4.2's own basicsr/ folder, on PYTHONPATH as BasicSR's docs say."""
+    checkout = tmp_path / 'BasicSR'
+    shutil.copytree(osp.dirname(basicsr.__file__), checkout / 'basicsr',
+                    ignore=shutil.ignore_patterns('__pycache__'))
+    opt_dict = tiny_options(tiny_data, name='checkout', total_iter=4)
+    opt_dict['logger']['use_tb_logger'] = False
+    opt = write_yaml(opt_dict, tmp_path / 'checkout.yml')
+    env = {**os.environ, 'PYTHONPATH': str(checkout)}
+    cmd = [sys.executable, 'basicsr/train.py', '-opt', opt]
+    which = subprocess.run([sys.executable, '-c', 'import sd_plugin, basicsr; print(basicsr.__file__)'],
+                           cwd=checkout, env=env, capture_output=True, text=True, check=True)
+    assert which.stdout.strip() == str(checkout / 'basicsr' / '__init__.py')
+
+    before = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
+    assert before.returncode != 0  # stock 1.4.2 on this torchvision, without the plugin
+
+    run_cli(['sd-basicsr-dropin', str(checkout)], cwd=tmp_path)
+    after = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
+    assert after.returncode == 0, after.stderr[-3000:]
+    assert 'Model [SelfDistillSRModel] is created.' in after.stderr + after.stdout
+    assert (checkout / 'experiments' / 'checkout' / 'models' / 'net_g_latest.pth').is_file()
+
+
+@pytest.mark.parametrize('args, message', [
+    (['sd-export', 'missing.pth', '--exit', '8', '--out', 'x.pth'], 'sd-export: error: missing.pth: no such checkpoint file'),
+    (['sd-basicsr-dropin', '.'], 'sd-basicsr-dropin: error: .: not a BasicSR checkout (no basicsr/archs/ folder)'),
+])
+def test_command_line_errors_are_one_line(tmp_path, args, message):
+    proc = run_cli(args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == message
