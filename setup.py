@@ -10,7 +10,7 @@ setup(
     python_requires='>=3.8',
     # torch/torchvision and basicsr==1.4.2 are installed first, basicsr with --no-build-isolation (see README).
     install_requires=['basicsr==1.4.2', 'torch', 'torchvision', 'lmdb', 'pyyaml', 'tensorboard', 'opencv-python',
-                      'tqdm', 'numpy'],
+                      'tqdm', 'numpy', 'scikit-image'],
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
@@ -19,6 +19,7 @@ setup(
             'sd-export=sd_plugin.export:main',
             'sd-basicsr-dropin=sd_plugin.dropin:main',
             'sd-prepare=sd_plugin.data.prepare:main',
+            'sd-quickstart=sd_plugin.quickstart:main',
         ]
     },
 )
