@@ -8,15 +8,15 @@ import torch
 from sd_plugin.errors import ConfigError
 
 
-def atomic_save(obj, path):
-    """``torch.save`` to a temporary file in the same folder, then rename it over ``path``: a crash mid-save never
-    leaves a half-written file under ``path``."""
+def atomic_save(obj, path, save=None):
+    """``save(obj, file)`` (default ``torch.save``) to a temporary file in the same folder, then rename it over
+    ``path``: a crash mid-save never leaves a half-written file under ``path``."""
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            (save or torch.save)(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -2,20 +2,24 @@
 import functools
 import sys
 
-from sd_plugin.errors import ConfigError
+from sd_plugin.errors import USER_ERRORS
 
 
 def one_line_errors(prog):
-    """Decorator for a ``main``: a ConfigError (bad key, value or file) prints ``<prog>: error: <message>`` and
-    exits with status 2, without a traceback. Any other exception is a bug and keeps its traceback."""
+    """Decorator for a ``main``: a ConfigError (bad key, value or file) or NonFiniteLossError prints
+    ``<prog>: error: <message>`` and exits with status 2, without a traceback. Any other exception is a bug and keeps
+    its traceback. An error re-raised from a DataLoader worker carries the worker's traceback in its message: only
+    its last line, the original message, is printed."""
 
     def wrap(main):
         @functools.wraps(main)
         def run(*args, **kwargs):
             try:
                 return main(*args, **kwargs)
-            except ConfigError as err:
-                print(f'{prog}: error: {err}', file=sys.stderr)
+            except USER_ERRORS as err:
+                message = str(err).strip().splitlines()[-1]
+                message = message.split(f'{type(err).__name__}: ', 1)[-1]
+                print(f'{prog}: error: {message}', file=sys.stderr)
                 sys.exit(2)
         return run
     return wrap

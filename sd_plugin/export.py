@@ -1,8 +1,12 @@
 """sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
 import argparse
+import os
 import re
+import warnings
 from collections import OrderedDict
 from os import path as osp
+
+import torch
 
 from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
 from sd_plugin.cli import one_line_errors
@@ -73,6 +77,47 @@ def export(ckpt_path, depth, out_path, param_key=None):
     return arch
 
 
+def export_onnx(arch, state_dict, onnx_path):
+    """Write ``MSRResNet(**arch)`` with ``state_dict`` to ``onnx_path`` as ONNX (opset 17), input ``lr`` and output
+    ``sr`` with dynamic batch, height and width. Uses torch's TorchScript-based exporter (``dynamo=False``), which
+    needs only the ``onnx`` package. When onnxruntime is installed, runs the file on a random input of another size
+    and returns the max abs difference to PyTorch (a RuntimeError above 1e-4, and nothing is written); else None."""
+    try:
+        import onnx
+    except ImportError:
+        raise ConfigError('--onnx needs the onnx package: pip install -e .[onnx]') from None
+    from basicsr.archs.srresnet_arch import MSRResNet
+    net = MSRResNet(**{k: v for k, v in arch.items() if k != 'type'}).eval()
+    net.load_state_dict(state_dict, strict=True)
+    tmp = f'{onnx_path}.tmp'
+    os.makedirs(osp.dirname(osp.abspath(onnx_path)), exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # the TorchScript-based exporter's deprecation warning
+            torch.onnx.export(net, (torch.rand(1, arch['num_in_ch'], 16, 16),), tmp, dynamo=False, opset_version=17,
+                              input_names=['lr'], output_names=['sr'],
+                              dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
+                                            'sr': {0: 'batch', 2: 'out_height', 3: 'out_width'}})
+        onnx.checker.check_model(tmp)
+        diff = None
+        try:
+            import onnxruntime
+        except ImportError:
+            onnxruntime = None
+        if onnxruntime is not None:
+            x = torch.rand(2, arch['num_in_ch'], 19, 27)
+            session = onnxruntime.InferenceSession(tmp, providers=['CPUExecutionProvider'])
+            with torch.no_grad():
+                diff = float((torch.from_numpy(session.run(None, {'lr': x.numpy()})[0]) - net(x)).abs().max())
+            if not diff <= 1e-4:
+                raise RuntimeError(f'{onnx_path}: onnxruntime differs from PyTorch by {diff:.3g} (> 1e-4)')
+        os.replace(tmp, onnx_path)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return diff
+
+
 @one_line_errors('sd-export')
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -84,9 +129,24 @@ def main(argv=None):
     parser.add_argument('--out', required=True, help='output .pth')
     parser.add_argument('--param-key', default=None,
                         help='export only this key (e.g. params_ema) as params; default: params and params_ema')
+    parser.add_argument('--onnx', default=None, metavar='PATH',
+                        help='also write the student as ONNX (dynamic height/width; params_ema when exported, else '
+                        'params); needs pip install -e .[onnx]')
     args = parser.parse_args(argv)
+    if args.onnx:
+        try:
+            import onnx  # noqa: F401  (fail before writing anything)
+        except ImportError:
+            raise ConfigError('--onnx needs the onnx package: pip install -e .[onnx]') from None
     arch = export(args.ckpt, args.depth, args.out, args.param_key)
     print(f'wrote {args.out}: network_g: {arch}')
+    if args.onnx:
+        saved = load_checkpoint(args.out)
+        key = 'params_ema' if 'params_ema' in saved else 'params'
+        diff = export_onnx(arch, saved[key], args.onnx)
+        check = ('onnxruntime not installed: not run' if diff is None else
+                 f'onnxruntime vs PyTorch max abs diff {diff:.2e}')
+        print(f'wrote {args.onnx} ({key}, dynamic batch/height/width): {check}')
 
 
 if __name__ == '__main__':

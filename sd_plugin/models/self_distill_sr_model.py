@@ -8,16 +8,17 @@ import torch
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import imwrite, tensor2img
+from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
-from sd_plugin.errors import ConfigError
+from sd_plugin.errors import ConfigError, NonFiniteLossError
 
 # train.self_distill: the plugin's own YAML section, with the paper's defaults.
 SELF_DISTILL_DEFAULTS = {
     'student_pixel_weight': 0.9,  # weight of pixel_opt's loss between each exit's output and GT
     'distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1},  # loss between each exit's output and the teacher
+    'skip_nonfinite': 0,  # steps with a NaN/Inf loss to skip before stopping the run
 }
 
 
@@ -43,6 +44,8 @@ def self_distill_options(train_opt, exits):
             close = difflib.get_close_matches(key, SELF_DISTILL_DEFAULTS, n=1)
             hint = f'; did you mean {close[0]!r}?' if close else f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
             raise ConfigError(f'train.self_distill.{key}: unknown key{hint}')
+    if not isinstance(given.get('skip_nonfinite', 0), int) or given.get('skip_nonfinite', 0) < 0:
+        raise ConfigError(f'train.self_distill.skip_nonfinite={given["skip_nonfinite"]!r}: must be an integer >= 0')
     opts = {**SELF_DISTILL_DEFAULTS, **given}
     opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
     opts['distill_opt'] = {**SELF_DISTILL_DEFAULTS['distill_opt'], **(opts['distill_opt'] or {})}
@@ -88,6 +91,7 @@ class SelfDistillSRModel(SRModel):
         student_pixel_opt = {**train_opt['pixel_opt'], 'loss_weight': distill['student_pixel_weight']}
         self.cri_pix_student = build_loss(student_pixel_opt).to(self.device)
         self.cri_distill = build_loss(distill['distill_opt']).to(self.device)
+        self.nonfinite_skips_left = distill['skip_nonfinite']
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
@@ -97,12 +101,35 @@ class SelfDistillSRModel(SRModel):
         for depth, student in outputs.items():
             loss_dict[f'l_pix_exit{depth}'] = self.cri_pix_student(student, self.gt)
             loss_dict[f'l_distill_exit{depth}'] = self.cri_distill(student, self.output)  # teacher detached inside
-        sum(loss_dict.values()).backward()
+        l_total = sum(loss_dict.values())
+        if not self.all_ranks_finite(l_total):
+            return self.skip_nonfinite_step(current_iter, loss_dict)
+        l_total.backward()
         self.optimizer_g.step()
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def all_ranks_finite(self, loss):
+        """True when ``loss`` is finite on every rank (all ranks must agree to skip a step under DDP)."""
+        finite = torch.isfinite(loss.detach()).float()
+        if self.opt['dist']:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        return bool(finite)
+
+    def skip_nonfinite_step(self, current_iter, loss_dict):
+        """Skip this step (no update) while ``train.self_distill.skip_nonfinite`` allows, else stop the run: the
+        last checkpoint saved stays the newest."""
+        bad = next(((k, v.item()) for k, v in loss_dict.items() if not torch.isfinite(v)), ('sum of the losses', None))
+        where = f'iteration {current_iter}: non-finite loss {bad[0]} = {bad[1]}'
+        if self.nonfinite_skips_left <= 0:
+            raise NonFiniteLossError(f'{where}; stopped, the last checkpoint is intact (lower the learning rate, '
+                                     'or allow skipped steps with train.self_distill.skip_nonfinite: N)')
+        self.nonfinite_skips_left -= 1
+        get_root_logger().warning(f'{where}; step skipped ({self.nonfinite_skips_left} more skips allowed)')
+        self.optimizer_g.zero_grad()
+        self.log_dict = {k: v.item() for k, v in loss_dict.items()}
 
     def test(self):
         """Fill ``self.outputs`` ({depth: SR}, every exit and the teacher) and ``self.output`` (the teacher), with
