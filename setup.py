@@ -10,8 +10,8 @@ setup(
     python_requires='>=3.8',
     # torch/torchvision and basicsr==1.4.2 are installed first, basicsr with --no-build-isolation (see README).
     install_requires=['basicsr==1.4.2', 'torch', 'torchvision', 'lmdb', 'pyyaml', 'tensorboard', 'opencv-python',
-                      'tqdm', 'numpy', 'scikit-image'],
-    extras_require={'test': ['pytest']},
+                      'tqdm', 'numpy', 'scikit-image', 'matplotlib'],
+    extras_require={'test': ['pytest'], 'onnx': ['onnx', 'onnxruntime']},
     entry_points={
         'console_scripts': [
             'sd-train=sd_plugin.train:main',
@@ -20,6 +20,7 @@ setup(
             'sd-basicsr-dropin=sd_plugin.dropin:main',
             'sd-prepare=sd_plugin.data.prepare:main',
             'sd-quickstart=sd_plugin.quickstart:main',
+            'sd-eval=sd_plugin.evaluate:main',
         ]
     },
 )

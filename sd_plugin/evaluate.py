@@ -410,8 +410,10 @@ def plot(records, path):
                 ax.plot(xs, ys, 's', label=model)
             else:
                 line, = ax.plot(xs, ys, 'o-', label=f'{model} (exits, teacher)')
+                teacher = max(r['exit'] for r in mine)
                 for r, x, y in zip(mine, xs, ys):
-                    ax.annotate(f'{r["exit"]}', (x, y), textcoords='offset points', xytext=(4, -10), fontsize=8,
+                    text = f'teacher ({r["exit"]})' if r['exit'] == teacher else f'exit {r["exit"]}'
+                    ax.annotate(text, (x, y), textcoords='offset points', xytext=(4, -10), fontsize=8,
                                 color=line.get_color())
         for r in rs:
             if r['model'] == 'bicubic':
@@ -493,7 +495,8 @@ def main(argv=None):
         print(f'wrote {args.plot}')
     protocol = {'y': 'Y (BT.601, rounded; grey images on grey values)', 'rgb': 'RGB',
                 'basicsr-y': "Y as BasicSR's validation (unrounded)"}[args.mode]
-    print(f'\nPSNR / SSIM: {protocol}, border {records[0]["scale"]} px cropped')
+    if args.sets:
+        print(f'\nPSNR / SSIM: {protocol}, border {records[0]["scale"]} px cropped')
     print(markdown_table(records))
 
 

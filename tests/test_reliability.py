@@ -1,4 +1,5 @@
 """Kill-and-resume, atomic checkpoints, the NaN guard and 2-process training (issue: reliability and scale)."""
+import contextlib
 import glob
 import os
 import re
@@ -80,7 +81,8 @@ def test_a_save_that_fails_midway_leaves_the_previous_checkpoint_newest(tiny_dat
     good = torch.load(tmp_path / 'models' / 'net_g_5.pth')
 
     def half_written_then_crash(obj, f, *args, **kwargs):
-        f.write(b'PK\x03\x04 half a checkpoint')
+        with (open(f, 'wb') if isinstance(f, (str, os.PathLike)) else contextlib.nullcontext(f)) as file:
+            file.write(b'PK\x03\x04 half a checkpoint')
         raise OSError('disk full')
 
     monkeypatch.setattr(torch, 'save', half_written_then_crash)
