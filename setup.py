@@ -21,6 +21,7 @@ setup(
             'sd-prepare=sd_plugin.data.prepare:main',
             'sd-quickstart=sd_plugin.quickstart:main',
             'sd-eval=sd_plugin.evaluate:main',
+            'sd-reproduce=sd_plugin.reproduce:main',
         ]
     },
 )

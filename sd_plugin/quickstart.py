@@ -62,7 +62,7 @@ def write_hr_images(out, data_dir):
     return folders
 
 
-def training_options(out, iters, num_block, exit_depth, gt_size):
+def training_options(out, iters, num_block, exit_depth, gt_size, lr):
     """BasicSR option dict: SelfDistillSRModel, SRResNetMultiExit(num_block, exits=[exit_depth]), x4, on CPU."""
     data = {split: osp.join(out, 'data', split) for split in ('train', 'val')}
     return {
@@ -80,7 +80,7 @@ def training_options(out, iters, num_block, exit_depth, gt_size):
                       'num_block': num_block, 'upscale': SCALE, 'exits': [exit_depth]},
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {
-            'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 2e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+            'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': lr, 'weight_decay': 0, 'betas': [0.9, 0.99]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [iters], 'gamma': 0.5}, 'total_iter': iters,
             'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
             'self_distill': {'student_pixel_weight': 0.9, 'distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1}},
@@ -180,6 +180,7 @@ def main(argv=None):
     parser.add_argument('--blocks', type=int, default=32, help='teacher depth (default: 32, as the paper)')
     parser.add_argument('--exit', type=int, default=8, dest='exit_depth', help='student depth (default: 8)')
     parser.add_argument('--gt-size', type=int, default=64, help='GT patch size (default: 64)')
+    parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate (default: 5e-4)')
     args = parser.parse_args(argv)
     if args.iters < 1:
         raise ConfigError(f'--iters {args.iters}: must be >= 1')
@@ -190,7 +191,7 @@ def main(argv=None):
     for split, folder in hr.items():
         prepare.main(['folder', '--hr', folder, '--name', f'quickstart_{split}', '--out', osp.join(out, 'data', split),
                       '--scale', str(SCALE)])
-    options = training_options(out, args.iters, args.blocks, args.exit_depth, args.gt_size)
+    options = training_options(out, args.iters, args.blocks, args.exit_depth, args.gt_size, args.lr)
     start = time.time()
     ckpt = train(out, options)
     train_seconds = time.time() - start

@@ -28,13 +28,17 @@ IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg')
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
-def list_images(folder, flag):
-    """Sorted paths of the PNG/BMP/JPG files in ``folder`` (``flag`` names the option, for the messages)."""
-    if not osp.isdir(folder):
-        raise ConfigError(f'{flag} {folder}: no such folder')
-    paths = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-    if not paths:
-        raise ConfigError(f'{flag} {folder}: no images ({"/".join(IMAGE_EXTENSIONS)}) in this folder')
+def list_images(folders, flag):
+    """Sorted paths of the PNG/BMP/JPG files in ``folders`` (a folder or a list of them; ``flag`` names the option,
+    for the messages). Two files that would be written under the same name are refused."""
+    paths = []
+    for folder in [folders] if isinstance(folders, str) else folders:
+        if not osp.isdir(folder):
+            raise ConfigError(f'{flag} {folder}: no such folder')
+        found = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not found:
+            raise ConfigError(f'{flag} {folder}: no images ({"/".join(IMAGE_EXTENSIONS)}) in this folder')
+        paths += found
     stems = {}
     for p in paths:
         stem = osp.splitext(osp.basename(p))[0]
@@ -282,8 +286,9 @@ def build_parser():
         '(<name>_s001.png ...; images smaller than --crop are kept whole); with --lmdb the same names + .lmdb, '
         '"/" written as "_" (OUT/HR.lmdb, OUT/LR_bicubic_X4.lmdb).',
         epilog='examples:\n  sd-prepare folder --hr ../shared/data/T91/HR --name T91 --out datasets/T91 --scale 4\n'
+        '  sd-prepare folder --hr ../shared/data/T91/HR ../shared/data/BSD200/HR --name 291 --subimages --lmdb\n'
         '  sd-prepare folder --hr ~/photos --name photos --subimages --crop 240 --step 120 --lmdb')
-    folder.add_argument('--hr', required=True, help='folder of HR images')
+    folder.add_argument('--hr', required=True, nargs='+', help='folder(s) of HR images, e.g. T91/HR BSD200/HR')
     folder.add_argument('--name', required=True, help='data set name (default --out: datasets/NAME)')
     folder.add_argument('--out', default=None, help='output folder (default: datasets/NAME)')
     folder.add_argument('--subimages', action='store_true', help='cut HR into --crop px sub-images every --step px')

@@ -1,3 +1,4 @@
 from .distill_loss import L1DistillLoss
+from .mse_distill_loss import MSEDistillLoss
 
-__all__ = ['L1DistillLoss']
+__all__ = ['L1DistillLoss', 'MSEDistillLoss']
