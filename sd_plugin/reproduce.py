@@ -22,6 +22,7 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluate import evaluate, plot
 
+PAPER_SETS = ['Set5', 'Set14', 'BSD100', 'Urban100']  # the paper's column order; other sets follow by name
 REPO_OPTIONS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options', 'cpu')
 TABLES = {  # table -> [(options file stem, row label)]
     1: [('baseline_sr8', 'SRResNet-8 alone'), ('sd_sr32', 'SD-32'), ('ds_sr32', 'DS-32')],
@@ -33,8 +34,9 @@ def benchmark_sets(data, scale):
     """Names of the folders under ``data`` in ``sd-prepare benchmark`` layout for ``scale``, sorted."""
     if not osp.isdir(data):
         raise ConfigError(f'--data {data}: no such folder')
-    sets = sorted(d for d in os.listdir(data)
-                  if osp.isdir(osp.join(data, d, f'GTmod{scale}')) and osp.isdir(osp.join(data, d, f'LRbicx{scale}')))
+    sets = sorted((d for d in os.listdir(data)
+                   if osp.isdir(osp.join(data, d, f'GTmod{scale}')) and osp.isdir(osp.join(data, d, f'LRbicx{scale}'))),
+                  key=lambda d: (PAPER_SETS.index(d) if d in PAPER_SETS else len(PAPER_SETS), d))
     if not sets:
         raise ConfigError(f'--data {data}: no benchmark set (<set>/GTmod{scale} and <set>/LRbicx{scale}) found')
     return sets
@@ -91,7 +93,7 @@ def markdown(table, records, runs, paper):
     """Table in the paper's layout: one row per model output, PSNR/SSIM per set, paper values beside ours."""
     sets = list(dict.fromkeys(r['dataset'] for r in records))
     labels = {run['model']: run['label'] for run in runs}
-    head = ['model', 'blocks run', 'params'] + [f'{s} ours' for s in sets] + [f'{s} paper' for s in sets]
+    head = ['model', 'blocks run', 'params'] + [f'{s} {who}' for s in sets for who in ('ours', 'paper')]
     lines = [f'Table {table}: x{records[0]["scale"]} PSNR (dB) / SSIM, Y channel, border {records[0]["scale"]} '
              f'(sd-eval protocol); {runs[0]["iters"] if runs else 0} iterations per run.', '',
              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -107,8 +109,8 @@ def markdown(table, records, runs, paper):
         else:
             label = f'{labels[model]} {"teacher" if exit_ == teacher_depth[model] else f"exit {exit_}"}'
         cells = [label, str(first['depth'] or '-'), f'{first["params"]:,}' if first['params'] else '-']
-        cells += [f'{mine[s]["psnr"]:.2f} / {mine[s]["ssim"]:.4f}' for s in sets]
-        cells += [paper.get(label, {}).get(s, 'n/a') for s in sets]
+        for s in sets:
+            cells += [f'{mine[s]["psnr"]:.2f} / {mine[s]["ssim"]:.4f}', paper.get(label, {}).get(s, 'n/a')]
         lines.append('| ' + ' | '.join(cells) + ' |')
     lines += ['', 'Run wall times: ' + ', '.join(f'{r["label"]} {r["seconds"] / 60:.1f} min' for r in runs) + '.']
     if not paper:
