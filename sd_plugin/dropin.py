@@ -15,7 +15,8 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 
 DROPINS = {
-    osp.join('basicsr', 'archs', 'sd_plugin_arch.py'): 'import sd_plugin  # noqa: F401  (written by sd-basicsr-dropin)\n',
+    osp.join('basicsr', 'archs', 'sd_plugin_arch.py'):
+    'import sd_plugin  # noqa: F401  (written by sd-basicsr-dropin)\n',
     osp.join('basicsr', 'models', 'sd_plugin_model.py'):
     'import sd_plugin.models  # noqa: F401  (written by sd-basicsr-dropin)\n',
 }

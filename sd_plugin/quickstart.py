@@ -1,8 +1,11 @@
 """sd-quickstart: the whole method in a few minutes on CPU, on colour images that scikit-image ships (no download).
 
-It prepares a tiny paired x4 data set, trains a self-distilled SRResNet (teacher and one exit) with BasicSR's own
-``train_pipeline``, exports the exit as a stock ``MSRResNet`` checkpoint, and prints bicubic, student and teacher
-PSNR (Y channel, border 4) with parameters and CPU latency. Everything goes under ``--out``, which it rewrites.
+It prepares a tiny paired x4 data set (``sd-prepare``), trains a self-distilled SRResNet (teacher and one exit) with
+BasicSR's own ``train_pipeline``, exports the exit as a stock ``MSRResNet`` checkpoint (``sd-export``), and prints
+sd-eval's table: bicubic, the exported student, the exit and the teacher, with PSNR / SSIM (Y channel, border 4, the
+literature's protocol), parameters, MACs and CPU latency on the first validation image. The defaults are a scaled-down
+model (32 features, teacher of 16 blocks, exit after block 4) so that it learns something in a few minutes on 2
+cores; ``--feat 64 --blocks 32 --exit 8`` is the paper's model. Everything goes under ``--out``, which it rewrites.
 """
 import argparse
 import json
@@ -15,22 +18,18 @@ import time
 from os import path as osp
 
 import cv2
-import numpy as np
-import torch
 import yaml
 
 import sd_plugin  # noqa: F401  (compat fixes, then registrations)
-from basicsr.archs.srresnet_arch import MSRResNet
-from basicsr.metrics import calculate_psnr
 from basicsr.train import train_pipeline
-from basicsr.utils import get_root_logger, img2tensor, tensor2img
+from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.cli import one_line_errors
 from sd_plugin.data import prepare
-from sd_plugin.data.bicubic import imresize
 from sd_plugin.errors import ConfigError
+from sd_plugin.evaluate import evaluate, markdown_table
 from sd_plugin.export import export
 
 SCALE = 4
@@ -62,21 +61,21 @@ def write_hr_images(out, data_dir):
     return folders
 
 
-def training_options(out, iters, num_block, exit_depth, gt_size, lr):
+def training_options(out, iters, num_feat, num_block, exit_depth, gt_size, lr):
     """BasicSR option dict: SelfDistillSRModel, SRResNetMultiExit(num_block, exits=[exit_depth]), x4, on CPU."""
-    data = {split: osp.join(out, 'data', split) for split in ('train', 'val')}
+    train, val = osp.join(out, 'data', 'train'), osp.join(out, 'data', 'val')
     return {
         'name': 'quickstart_sd', 'model_type': 'SelfDistillSRModel', 'scale': SCALE, 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {
             'train': {'name': 'quickstart_train', 'type': 'PairedImageDataset',
-                      'dataroot_gt': osp.join(data['train'], 'HR'),
-                      'dataroot_lq': osp.join(data['train'], 'LR_bicubic', f'X{SCALE}'),
+                      'dataroot_gt': osp.join(train, 'HR'), 'dataroot_lq': osp.join(train, 'LR_bicubic', f'X{SCALE}'),
                       'filename_tmpl': '{}', 'io_backend': {'type': 'disk'}, 'gt_size': gt_size, 'use_hflip': True,
                       'use_rot': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 4, 'dataset_enlarge_ratio': 50},
-            'val': {'name': 'quickstart_val', 'type': 'PairedImageDataset', 'dataroot_gt': osp.join(data['val'], 'HR'),
-                    'dataroot_lq': osp.join(data['val'], 'LR_bicubic', f'X{SCALE}'), 'io_backend': {'type': 'disk'}},
+            'val': {'name': 'quickstart_val', 'type': 'PairedImageDataset',
+                    'dataroot_gt': osp.join(val, f'GTmod{SCALE}'), 'dataroot_lq': osp.join(val, f'LRbicx{SCALE}'),
+                    'io_backend': {'type': 'disk'}},
         },
-        'network_g': {'type': 'SRResNetMultiExit', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64,
+        'network_g': {'type': 'SRResNetMultiExit', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': num_feat,
                       'num_block': num_block, 'upscale': SCALE, 'exits': [exit_depth]},
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None},
         'train': {
@@ -127,47 +126,6 @@ def train(out, options):
     return osp.join(out, 'experiments', options['name'], 'models', 'net_g_latest.pth')
 
 
-def median_latency_ms(net, lq, repeats=10):
-    """Median wall time of ``net(lq)`` in ms over ``repeats`` runs after 2 warm-up runs."""
-    times = []
-    with torch.no_grad():
-        for i in range(repeats + 2):
-            start = time.perf_counter()
-            net(lq)
-            if i >= 2:
-                times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
-
-
-def evaluate(val_dir, nets):
-    """Rows of {'model', 'params', 'psnr', 'latency_ms'}: bicubic and each of ``nets`` ({label: nn.Module}) on the
-    validation pairs, PSNR on the Y channel with a border of SCALE pixels, averaged over images. Latency is measured
-    on the first validation LR image, whose (H, W, C) shape is returned too."""
-    hr_dir, lr_dir = osp.join(val_dir, 'HR'), osp.join(val_dir, 'LR_bicubic', f'X{SCALE}')
-    names = sorted(os.listdir(hr_dir))
-    pairs = [(cv2.imread(osp.join(hr_dir, n)), cv2.imread(osp.join(lr_dir, n))) for n in names]
-    psnr = {'bicubic': [calculate_psnr(imresize(lr, SCALE), hr, SCALE, test_y_channel=True) for hr, lr in pairs]}
-    rows = [{'model': 'bicubic', 'params': 0, 'psnr': float(np.mean(psnr['bicubic'])), 'latency_ms': None}]
-    lq_first = img2tensor(pairs[0][1].astype(np.float32) / 255.).unsqueeze(0)
-    for label, net in nets.items():
-        net.eval()
-        with torch.no_grad():
-            scores = [calculate_psnr(tensor2img(net(img2tensor(lr.astype(np.float32) / 255.).unsqueeze(0))), hr, SCALE,
-                                     test_y_channel=True) for hr, lr in pairs]
-        rows.append({'model': label, 'params': sum(p.numel() for p in net.parameters()),
-                     'psnr': float(np.mean(scores)), 'latency_ms': median_latency_ms(net, lq_first)})
-    return rows, pairs[0][1].shape
-
-
-def markdown_table(rows, lr_shape):
-    lines = [f'| model | params | PSNR-Y (dB) | CPU latency, {lr_shape[1]}x{lr_shape[0]} LR, '
-             f'{torch.get_num_threads()} threads (ms) |', '|---|---:|---:|---:|']
-    for r in rows:
-        latency = '-' if r['latency_ms'] is None else f'{r["latency_ms"]:.1f}'
-        lines.append(f'| {r["model"]} | {r["params"]:,} | {r["psnr"]:.2f} | {latency} |')
-    return '\n'.join(lines)
-
-
 @one_line_errors('sd-quickstart')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='sd-quickstart', description=__doc__,
@@ -176,40 +134,40 @@ def main(argv=None):
                                      '--iters 2000 --out my_quickstart')
     parser.add_argument('--data', default=None, help='folder of your own HR images (default: scikit-image samples)')
     parser.add_argument('--out', default='quickstart', help='output folder, rewritten (default: ./quickstart)')
-    parser.add_argument('--iters', type=int, default=300, help='training iterations (default: 300)')
-    parser.add_argument('--blocks', type=int, default=32, help='teacher depth (default: 32, as the paper)')
-    parser.add_argument('--exit', type=int, default=8, dest='exit_depth', help='student depth (default: 8)')
+    parser.add_argument('--iters', type=int, default=600, help='training iterations (default: 600)')
+    parser.add_argument('--feat', type=int, default=32, help='features (default: 32; the paper: 64)')
+    parser.add_argument('--blocks', type=int, default=16, help='teacher depth (default: 16; the paper: 32)')
+    parser.add_argument('--exit', type=int, default=4, dest='exit_depth', help='student depth (default: 4; paper: 8)')
     parser.add_argument('--gt-size', type=int, default=64, help='GT patch size (default: 64)')
-    parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate (default: 5e-4)')
+    parser.add_argument('--lr', type=float, default=1e-3, help='Adam learning rate (default: 1e-3)')
     args = parser.parse_args(argv)
     if args.iters < 1:
         raise ConfigError(f'--iters {args.iters}: must be >= 1')
-    SRResNetMultiExit(num_feat=8, num_block=args.blocks, exits=[args.exit_depth])  # checks --blocks / --exit early
+    SRResNetMultiExit(num_feat=args.feat, num_block=args.blocks, exits=[args.exit_depth])  # checks them early
     out = osp.abspath(args.out)
     shutil.rmtree(out, ignore_errors=True)
     hr = write_hr_images(out, args.data)
-    for split, folder in hr.items():
-        prepare.main(['folder', '--hr', folder, '--name', f'quickstart_{split}', '--out', osp.join(out, 'data', split),
-                      '--scale', str(SCALE)])
-    options = training_options(out, args.iters, args.blocks, args.exit_depth, args.gt_size, args.lr)
+    prepare.main(['folder', '--hr', hr['train'], '--name', 'quickstart_train', '--out', osp.join(out, 'data', 'train'),
+                  '--scale', str(SCALE)])
+    prepare.main(['benchmark', '--hr', hr['val'], '--name', 'val', '--out', osp.join(out, 'data', 'val'),
+                  '--scale', str(SCALE)])
+    options = training_options(out, args.iters, args.feat, args.blocks, args.exit_depth, args.gt_size, args.lr)
     start = time.time()
     ckpt = train(out, options)
     train_seconds = time.time() - start
 
-    student_path = osp.join(out, f'student_exit{args.exit_depth}_x{SCALE}.pth')
-    arch = export(ckpt, args.exit_depth, student_path)
-    student = MSRResNet(**{k: v for k, v in arch.items() if k != 'type'})
-    student.load_state_dict(torch.load(student_path)['params'], strict=True)
-    teacher = SRResNetMultiExit(**{k: v for k, v in options['network_g'].items() if k != 'type'})
-    teacher.load_state_dict(torch.load(ckpt)['params'], strict=True)
-    rows, lr_shape = evaluate(osp.join(out, 'data', 'val'), {
-        f'student (exit {args.exit_depth}, exported MSRResNet)': student, f'teacher ({args.blocks} blocks)': teacher})
+    student = osp.join(out, f'student_exit{args.exit_depth}_x{SCALE}.pth')
+    arch = export(ckpt, args.exit_depth, student)
+    lr_first = cv2.imread(osp.join(out, 'data', 'val', f'LRbicx{SCALE}', sorted(os.listdir(hr['val']))[0]))
+    records = evaluate([student, ckpt], osp.join(out, 'data'), ['val'], SCALE, names=['student (exported)', 'sd'],
+                       lr_size=(lr_first.shape[1], lr_first.shape[0]), latency=True, log=lambda *_: None)
     with open(osp.join(out, 'quickstart.json'), 'w') as f:
-        json.dump({'iters': args.iters, 'train_seconds': train_seconds, 'threads': torch.get_num_threads(),
-                   'rows': rows}, f, indent=2)
-    print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s; validation: {", ".join(sorted(os.listdir(hr["val"])))}')
-    print(markdown_table(rows, lr_shape))
-    print(f'\nstudent checkpoint (stock BasicSR MSRResNet, network_g: {arch}):\n  {student_path}')
+        json.dump({'iters': args.iters, 'train_seconds': train_seconds, 'records': records}, f, indent=2)
+    print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s; validation: '
+          f'{", ".join(sorted(os.listdir(hr["val"])))}; rows "sd": exit {args.exit_depth} and the {args.blocks}-block '
+          'teacher of the trained checkpoint')
+    print(markdown_table(records))
+    print(f'\nstudent checkpoint (stock BasicSR MSRResNet, network_g: {arch}):\n  {student}')
 
 
 if __name__ == '__main__':

@@ -55,7 +55,8 @@ def run_options(template, iters, data, sets):
     opt['logger'].update(save_checkpoint_freq=min(opt['logger']['save_checkpoint_freq'], iters), use_tb_logger=True)
     for key in ('dataroot_gt', 'dataroot_lq'):
         root = opt['datasets']['train'][key]
-        opt['datasets']['train'][key] = osp.join(data, root[len('datasets/'):]) if root.startswith('datasets/') else root
+        if root.startswith('datasets/'):
+            opt['datasets']['train'][key] = osp.join(data, root[len('datasets/'):])
     template_val = next(v for k, v in opt['datasets'].items() if k.startswith('val'))
     for key in [k for k in opt['datasets'] if k.startswith('val')]:
         del opt['datasets'][key]

@@ -1,7 +1,6 @@
 """Shared fixtures: tiny generated paired data and tiny option dicts, so tests need no downloaded data."""
 import copy
 import os
-import shutil
 import subprocess
 import sys
 from os import path as osp

@@ -94,7 +94,8 @@ def test_basicsr_checkout_runs_its_own_train_py_after_the_dropin(tiny_data, tmp_
 
 
 @pytest.mark.parametrize('args, message', [
-    (['sd-export', 'missing.pth', '--exit', '8', '--out', 'x.pth'], 'sd-export: error: missing.pth: no such checkpoint file'),
+    (['sd-export', 'missing.pth', '--exit', '8', '--out', 'x.pth'],
+     'sd-export: error: missing.pth: no such checkpoint file'),
     (['sd-basicsr-dropin', '.'], 'sd-basicsr-dropin: error: .: not a BasicSR checkout (no basicsr/archs/ folder)'),
 ])
 def test_command_line_errors_are_one_line(tmp_path, args, message):
