@@ -1,0 +1,27 @@
+"""sd-quickstart end to end with a reduced iteration count and a tiny network."""
+import json
+
+import torch
+from basicsr.archs.srresnet_arch import MSRResNet
+from conftest import run_cli
+
+
+def test_quickstart_trains_exports_and_reports(tmp_path):
+    proc = run_cli(['sd-quickstart', '--iters', '4', '--feat', '8', '--blocks', '3', '--exit', '1', '--gt-size', '32',
+                    '--out', str(tmp_path / 'qs')], cwd=tmp_path)
+    assert 'trained 4 iterations' in proc.stdout
+    assert '| bicubic |' in proc.stdout and '| student (exported) |' in proc.stdout and '1 (teacher)' not in proc.stdout
+    report = json.load(open(tmp_path / 'qs' / 'quickstart.json'))
+    rows = {(r['model'], r['exit']) for r in report['records']}
+    assert rows == {('bicubic', None), ('student (exported)', None), ('sd', 1), ('sd', 3)}
+    by_row = {(r['model'], r['exit']): r for r in report['records']}
+    assert by_row['student (exported)', None]['psnr'] == by_row['sd', 1]['psnr']  # the export reproduces the exit
+    assert by_row['student (exported)', None]['macs'] == by_row['sd', 1]['macs'] < by_row['sd', 3]['macs']
+    assert all(r['latency_ms'] > 0 for r in report['records'] if r['model'] != 'bicubic')
+    student = MSRResNet(num_feat=8, num_block=1, upscale=4)
+    student.load_state_dict(torch.load(tmp_path / 'qs' / 'student_exit1_x4.pth')['params'], strict=True)
+
+
+def test_quickstart_on_your_own_folder_refuses_a_missing_one(tmp_path):
+    proc = run_cli(['sd-quickstart', '--data', str(tmp_path / 'nope')], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(f'--data {tmp_path / "nope"}: no such folder')
