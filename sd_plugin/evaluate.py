@@ -74,6 +74,7 @@ from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.checkpoint import load_checkpoint, params
 from sd_plugin.cli import one_line_errors
 from sd_plugin.data.bicubic import imresize, to_uint8
+from sd_plugin.data.prepare import read_image as read_bgr_image
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import infer_arch, student_state_dict
 
@@ -137,16 +138,8 @@ def measure(sr, gt, crop_border, mode='y'):
 
 def read_image(path):
     """uint8 (H, W) grey or (H, W, 3) RGB image (alpha dropped); ConfigError naming an unreadable file."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ConfigError(f'{path}: cannot read this image')
-    if img.dtype != np.uint8:
-        raise ConfigError(f'{path}: {img.dtype} image, only 8-bit images are supported')
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if img.ndim == 3:
-        img = np.ascontiguousarray(img[..., 2::-1])  # BGR(A) -> RGB
-    return img
+    img = read_bgr_image(path)
+    return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else img
 
 
 def benchmark_folders(data, name, scale):
