@@ -62,7 +62,6 @@ import statistics
 import time
 from os import path as osp
 
-import cv2
 import numpy as np
 import torch
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim

@@ -31,6 +31,18 @@ def test_train_pipeline_reports_every_exit_in_log_and_tensorboard(tiny_data, tmp
     tags = events.Tags()['scalars']
     assert {'metrics/tinyval/psnr', 'metrics/tinyval/psnr_exit2', 'losses/l_distill_exit2'} <= set(tags)
 
+    test_opt = tiny_options(tiny_data, name='e2e_test')
+    test_opt['datasets'] = {'test_1': test_opt['datasets']['val']}
+    test_opt['path'] = {'pretrain_network_g': str(tmp_path / 'experiments' / 'e2e' / 'models' / 'net_g_20.pth'),
+                        'param_key_g': 'params_ema', 'strict_load_g': True}
+    test_opt['val']['suffix'] = None
+    del test_opt['train']
+    run_cli(['sd-test', '-opt', write_yaml(test_opt, tmp_path / 'e2e_test.yml')], cwd=tmp_path)
+    final = re.findall(r'# (psnr\w*): ([\d.]+)', text[text.rindex('Validation'):])
+    test_log = glob.glob(str(tmp_path / 'results' / 'e2e_test' / 'test_*.log'))[0]
+    tested = re.findall(r'# (psnr\w*): ([\d.]+)', open(test_log).read())
+    assert tested == final  # sd-test on the EMA weights of iteration 20 = the run's last validation
+
 
 def test_auto_resume_on_cpu_continues_from_the_saved_iteration(tiny_data, tmp_path):
     opt = write_yaml(tiny_options(tiny_data, name='resume', total_iter=10), tmp_path / 'resume.yml')
