@@ -47,7 +47,7 @@ def build_network(network_opt):
 
 def check_options(opt):
     """Validate the parts of ``opt`` the plugin owns, and those BasicSR would only reject deep inside a run."""
-    from sd_plugin.models.self_distill_sr_model import self_distill_options
+    from sd_plugin.models.self_distill_sr_model import self_distill_options, speed_options
 
     num_gpu = opt.get('num_gpu')
     if num_gpu != 0 and not torch.cuda.is_available():
@@ -64,6 +64,7 @@ def check_options(opt):
             raise ConfigError(f'train.{key}: belongs under {place}')
     if opt['model_type'] == 'SelfDistillSRModel' and opt.get('is_train'):
         self_distill_options(train_opt, getattr(net, 'exits', []))
+        speed_options(train_opt, 'cpu' if num_gpu == 0 else 'cuda')
     for phase, dataset_opt in opt['datasets'].items():
         check_dataset(f'datasets.{phase}', dataset_opt, opt.get('scale', 1))
 

@@ -90,6 +90,7 @@ CASES = {
                               "'student_pixel_weight'?"),
     'misspelled arch argument': (set_('network_g:exit', [2]), "network_g.exit: not an argument of SRResNetMultiExit; "
                                  "did you mean 'exits'?"),
+    'fp16 autocast without CUDA': (set_('train:autocast', 'fp16'), "train.autocast='fp16': needs CUDA"),
     'negative skip count': (set_('train:self_distill:skip_nonfinite', -1),
                             'train.self_distill.skip_nonfinite=-1: must be an integer >= 0'),
 }

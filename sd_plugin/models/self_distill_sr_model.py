@@ -1,4 +1,5 @@
 """SelfDistillSRModel: BasicSR's SRModel trained with self-distillation into the exits of an SRResNetMultiExit."""
+import contextlib
 import difflib
 import numbers
 from collections import OrderedDict
@@ -20,6 +21,32 @@ SELF_DISTILL_DEFAULTS = {
     'distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1},  # loss between each exit's output and the teacher
     'skip_nonfinite': 0,  # steps with a NaN/Inf loss to skip before stopping the run
 }
+
+
+# train.channels_last / train.autocast / train.compile: speed options, all off by default (benchmarks/README.md).
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def speed_options(train_opt, device):
+    """Validate ``train.channels_last``, ``train.autocast`` and ``train.compile`` for a run on ``device``.
+
+    Returns:
+        dict: ``channels_last`` (bool), ``autocast`` (None or the torch dtype), ``compile`` (bool).
+    """
+    opts = {}
+    for key in ('channels_last', 'compile'):
+        value = train_opt.get(key, False)
+        if not isinstance(value, bool):
+            raise ConfigError(f'train.{key}={value!r}: must be true or false')
+        opts[key] = value
+    autocast = train_opt.get('autocast')
+    if autocast not in (None, *AUTOCAST_DTYPES):
+        raise ConfigError(f'train.autocast={autocast!r}: must be one of null, bf16, fp16')
+    if autocast == 'fp16' and torch.device(device).type != 'cuda':
+        raise ConfigError(f"train.autocast='fp16': needs CUDA (this run is on {torch.device(device).type}); "
+                          'use bf16 without CUDA')
+    opts['autocast'] = AUTOCAST_DTYPES.get(autocast)
+    return opts
 
 
 def check_weight(key, value):
@@ -87,7 +114,16 @@ class SelfDistillSRModel(SRModel):
             raise ConfigError('train.perceptual_opt: not supported by SelfDistillSRModel')
         check_weight('train.pixel_opt.loss_weight', train_opt['pixel_opt'].get('loss_weight', 1.0))
         distill = self_distill_options(train_opt, self.exits)
+        self.speed = speed_options(train_opt, self.device)
+        if self.speed['channels_last']:  # before the optimizer and the EMA copy are made
+            self.net_g.to(memory_format=torch.channels_last)
         super().init_training_settings()
+        if self.speed['channels_last'] and hasattr(self, 'net_g_ema'):
+            self.net_g_ema.to(memory_format=torch.channels_last)
+        self.grad_scaler = torch.amp.GradScaler('cuda') if self.speed['autocast'] is torch.float16 else None
+        # train.compile: the training forward only; self.net_g (saving, EMA, validation) stays the plain module, so
+        # checkpoints keep their parameter names.
+        self.compiled_net_g = torch.compile(self.net_g) if self.speed['compile'] else None
         student_pixel_opt = {**train_opt['pixel_opt'], 'loss_weight': distill['student_pixel_weight']}
         self.cri_pix_student = build_loss(student_pixel_opt).to(self.device)
         self.cri_distill = build_loss(distill['distill_opt']).to(self.device)
@@ -95,7 +131,9 @@ class SelfDistillSRModel(SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        outputs = self.net_g(self.lq, all_exits=True)  # {depth: SR image}, from ONE pass through the trunk
+        with self.autocast():  # train.autocast (off by default); the losses below are computed in fp32
+            outputs = self.net_g_train(self.lq, all_exits=True)  # {depth: SR image}, from ONE pass through the trunk
+        outputs = OrderedDict((depth, out.float()) for depth, out in outputs.items())  # no copy when already fp32
         self.output = outputs.pop(self.teacher_depth)
         loss_dict = OrderedDict(l_pix=self.cri_pix(self.output, self.gt))
         for depth, student in outputs.items():
@@ -104,12 +142,37 @@ class SelfDistillSRModel(SRModel):
         l_total = sum(loss_dict.values())
         if not self.all_ranks_finite(l_total):
             return self.skip_nonfinite_step(current_iter, loss_dict)
-        l_total.backward()
-        self.optimizer_g.step()
+        self.backward_and_step(l_total)
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    @property
+    def net_g_train(self):
+        """The network the training step runs: ``torch.compile(net_g)`` with ``train.compile``, else ``net_g``."""
+        compiled = getattr(self, 'compiled_net_g', None)
+        return self.net_g if compiled is None else compiled
+
+    def autocast(self):
+        """``torch.autocast`` with ``train.autocast``'s dtype, or a no-op context when it is null."""
+        dtype = getattr(self, 'speed', {}).get('autocast')
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
+
+    def backward_and_step(self, loss):
+        """``loss.backward()`` and an optimizer step; through the GradScaler with ``train.autocast: fp16``."""
+        if getattr(self, 'grad_scaler', None) is None:
+            loss.backward()
+            self.optimizer_g.step()
+        else:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.step(self.optimizer_g)
+            self.grad_scaler.update()
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        if getattr(self, 'speed', {}).get('channels_last'):  # train.channels_last: inputs in NHWC memory order
+            self.lq = self.lq.contiguous(memory_format=torch.channels_last)
 
     def all_ranks_finite(self, loss):
         """True when ``loss`` is finite on every rank (all ranks must agree to skip a step under DDP)."""

@@ -1,0 +1,249 @@
+"""Shared helpers of the benchmark scripts: interleaved timing, per-round ratios with their spread, MAC bounds from
+the project's MAC counter (``sd_plugin.evaluate.count_macs``), goal checks, tables and JSON.
+
+Timing protocol: every round runs each variant once (``reps`` calls, then a device sync), in an order rotated by one
+each round (A B C, B C A, C A B, ...), so slow drifts and neighbours' load hit all variants alike. A ratio is taken
+per round (variant X's time / variant Y's time in the same round); we report the median of those per-round ratios,
+their inter-quartile range (25-75 %) and their min-max.
+"""
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from os import path as osp
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import sd_plugin  # noqa: E402,F401  (compat fixes and registrations, before basicsr)
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from sd_plugin.evaluate import count_macs  # noqa: E402
+
+DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+# ----------------------------------------------------------------------------------------------- command line
+
+
+def base_parser(description, precision=True, compile_=True):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--quick', action='store_true', help='smaller inputs and fewer rounds (< 1 min on 2 cores)')
+    parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu', help='default: cpu')
+    if precision:
+        parser.add_argument('--precision', choices=list(DTYPES), default='fp32',
+                            help='fp32 (default), or torch.autocast to bf16 / fp16 (fp16: CUDA only)')
+    if compile_:
+        parser.add_argument('--compile', action='store_true', help='torch.compile the networks')
+    parser.add_argument('--rounds', type=int, default=None, help='timed rounds (default: per script, fewer with '
+                        '--quick)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--json', default=None, metavar='PATH', help='write the results here')
+    return parser
+
+
+def setup(args):
+    """Check --device / --precision, set threads, silence BasicSR's INFO log; return the torch.device."""
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('--device cuda: CUDA is not available on this machine')
+    if getattr(args, 'precision', 'fp32') == 'fp16' and args.device != 'cuda':
+        raise SystemExit('--precision fp16: CUDA only (use bf16 on the CPU)')
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.rounds is not None and args.rounds < 2:
+        raise SystemExit('--rounds: at least 2')
+    from basicsr.utils import get_root_logger
+    get_root_logger().setLevel(logging.WARNING)  # build_model prints every network otherwise
+    logging.getLogger('torch._dynamo').setLevel(logging.ERROR)
+    if args.device == 'cuda':
+        torch.backends.cudnn.benchmark = True  # as basicsr.train does
+    return torch.device(args.device)
+
+
+def environment(device):
+    env = {'torch': torch.__version__, 'device': str(device), 'threads': torch.get_num_threads(),
+           'python': platform.python_version(), 'cpu_count': os.cpu_count()}
+    if device.type == 'cuda':
+        env['gpu'] = torch.cuda.get_device_name(device)
+    return env
+
+
+# ----------------------------------------------------------------------------------------------- timing
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def interleaved(variants, rounds, device, reps=1, warmup=1):
+    """Time ``variants`` ({name: zero-argument callable}) interleaved.
+
+    Every variant first runs ``warmup`` times (compilation, cudnn autotuning, allocator). Then ``rounds`` rounds,
+    each running every variant ``reps`` times in a rotated order.
+
+    Returns:
+        (dict, dict): {name: [seconds per call, one per round]}, {name: seconds of the warm-up (first call incl.)}.
+    """
+    names = list(variants)
+    warm = {}
+    for name in names:
+        start = time.perf_counter()
+        for _ in range(warmup):
+            variants[name]()
+        sync(device)
+        warm[name] = time.perf_counter() - start
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(reps):
+                variants[name]()
+            sync(device)
+            times[name].append((time.perf_counter() - start) / reps)
+    return times, warm
+
+
+def spread(values):
+    """{'median', 'q1', 'q3', 'min', 'max'} of a list of numbers (quartiles: inclusive method)."""
+    q1, _, q3 = statistics.quantiles(values, n=4, method='inclusive')
+    return {'median': statistics.median(values), 'q1': q1, 'q3': q3, 'min': min(values), 'max': max(values)}
+
+
+def ratio(times, num, den, name, bound=None, goal=None, note=''):
+    """Per-round ratio ``times[num] / times[den]`` with its spread (``num``/``den``: a variant, or a list of variants
+    whose times are added up in each round).
+
+    Args:
+        bound (float | None): the MAC-bound value of the same ratio.
+        goal (tuple | None): ('<=' or '>=', value, text), or ('in', (low, high), text): what the median must meet.
+    """
+    nums, dens = ([v] if isinstance(v, str) else list(v) for v in (num, den))
+    per_round = [sum(times[n][i] for n in nums) / sum(times[d][i] for d in dens) for i in range(len(times[nums[0]]))]
+    out = {'name': name, 'num': num, 'den': den, **spread(per_round), 'per_round': per_round, 'bound': bound,
+           'note': note}
+    if goal is not None:
+        op, value, text = goal
+        med = out['median']
+        if op == 'in':  # margin: distance to the nearer end, relative to it; > 0 inside
+            low, high = value
+            margin = min((med - low) / low, (high - med) / high)
+            shown = f'in [{low:.3f}, {high:.3f}]'
+        else:
+            margin = (value - med) / value if op == '<=' else (med - value) / value  # > 0: inside the goal
+            shown = f'{op} {value:.3f}'
+        out.update(goal=shown, goal_text=text, goal_value=value, goal_op=op, passed=margin >= 0, margin=margin)
+    return out
+
+
+def ms_table(times, warm):
+    rows = [('variant', 'median ms', 'IQR ms', 'min-max ms', 'warm-up s')]
+    for name, values in times.items():
+        s = spread(values)
+        rows.append((name, f'{1e3 * s["median"]:.2f}', f'{1e3 * s["q1"]:.2f}-{1e3 * s["q3"]:.2f}',
+                     f'{1e3 * s["min"]:.2f}-{1e3 * s["max"]:.2f}', f'{warm[name]:.1f}'))
+    return format_rows(rows)
+
+
+def ratio_table(ratios):
+    rows = [('ratio', 'median', 'IQR', 'min-max', 'MAC bound', 'goal', 'result')]
+    for r in ratios:
+        result = ''
+        if 'passed' in r:
+            result = f'{"PASS" if r["passed"] else "MISS"} (margin {100 * r["margin"]:+.1f} %)'
+        rows.append((r['name'], f'{r["median"]:.3f}', f'{r["q1"]:.3f}-{r["q3"]:.3f}', f'{r["min"]:.3f}-{r["max"]:.3f}',
+                     '-' if r['bound'] is None else f'{r["bound"]:.3f}',
+                     r.get('goal', '') + (f' ({r["goal_text"]})' if r.get('goal_text') else ''), result))
+    text = format_rows(rows)
+    notes = [f'  {r["name"]}: {r["note"]}' for r in ratios if r.get('note')]
+    return text + ('\nnotes:\n' + '\n'.join(notes) if notes else '')
+
+
+def format_rows(rows):
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = ['  '.join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, '  '.join('-' * w for w in widths))
+    return '\n'.join(lines)
+
+
+def report(title, config, times, warm, ratios, macs, device, json_path):
+    print(f'\n{title}')
+    print('config: ' + ', '.join(f'{k}={v}' for k, v in config.items()))
+    print('MACs per LR pixel: ' + ', '.join(f'{k} {v / 1e6:.3f}M' for k, v in macs.items()))
+    print(ms_table(times, warm))
+    print()
+    print(ratio_table(ratios))
+    if json_path:
+        result = {'title': title, 'config': config, 'environment': environment(device), 'macs_per_lr_pixel': macs,
+                  'seconds': times, 'warmup_seconds': warm, 'ratios': ratios}
+        os.makedirs(osp.dirname(osp.abspath(json_path)), exist_ok=True)
+        with open(json_path, 'w') as f:
+            json.dump(result, f, indent=1)
+        print(f'wrote {json_path}')
+
+
+# ----------------------------------------------------------------------------------------------- networks and MACs
+
+
+class AllExits(nn.Module):
+    """``net(x, all_exits=True)`` as a plain ``forward(x)``, so that ``count_macs`` counts the one-pass cost of every
+    output (the training step's and validation's forward)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    @property
+    def conv_first(self):
+        return self.net.conv_first
+
+    def forward(self, x):
+        return self.net(x, all_exits=True)
+
+
+def macs_per_lr_pixel(net, depth=None, all_exits=False, size=64):
+    """MACs per LR pixel of ``net`` by ``sd_plugin.evaluate.count_macs`` (conv MACs; exact per pixel with padding).
+    ``depth``: run ``forward_exits(x, [depth])``; ``all_exits``: the one-pass all-exits forward; else ``net(x)``."""
+    net = AllExits(net) if all_exits else net
+    return count_macs(net, depth, (size, size)) / (size * size)
+
+
+def arch(num_block, exits=None, deploy_exit=None, num_feat=64):
+    """Option dict of ``MSRResNet`` (``exits`` None) or ``SRResNetMultiExit``, x4, RGB."""
+    opt = {'type': 'MSRResNet' if exits is None else 'SRResNetMultiExit', 'num_in_ch': 3, 'num_out_ch': 3,
+           'num_feat': num_feat, 'num_block': num_block, 'upscale': 4}
+    if exits is not None:
+        opt['exits'] = list(exits)
+        if deploy_exit is not None:
+            opt['deploy_exit'] = deploy_exit
+    return opt
+
+
+def model_options(network_g, device, model_type=None, **train_overrides):
+    """The option dict ``basicsr.models.build_model`` takes (as after ``parse_options``), for a training model:
+    ``SelfDistillSRModel`` for an ``SRResNetMultiExit``, else ``SRModel``; Adam 1e-4, L1, no EMA."""
+    sd = network_g['type'] == 'SRResNetMultiExit'
+    train = {'ema_decay': 0, 'optim_g': {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+             'scheduler': {'type': 'MultiStepLR', 'milestones': [10**9], 'gamma': 0.5}, 'total_iter': 10**9,
+             'warmup_iter': -1, 'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'}}
+    train.update(train_overrides)
+    return {'name': 'bench', 'model_type': model_type or ('SelfDistillSRModel' if sd else 'SRModel'), 'scale': 4,
+            'num_gpu': 1 if torch.device(device).type == 'cuda' else 0, 'manual_seed': 0, 'is_train': True,
+            'dist': False, 'rank': 0, 'world_size': 1, 'auto_resume': False, 'network_g': network_g,
+            'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None}, 'train': train,
+            'val': {'val_freq': 10**9, 'save_img': False}, 'logger': {'print_freq': 10**9}}
+
+
+def autocast(device, precision):
+    """A ``torch.autocast`` context for ``precision`` ('bf16' / 'fp16'), or a no-op one for 'fp32'."""
+    import contextlib
+    dtype = DTYPES[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
