@@ -51,7 +51,7 @@ def run_options(template, iters, data, sets):
     train = opt['train']
     train.update(total_iter=iters)
     train['scheduler']['milestones'] = [iters]
-    opt['val']['val_freq'] = iters
+    opt['val']['val_freq'] = iters + 1  # validate once, after training (train_pipeline always does)
     opt['logger'].update(save_checkpoint_freq=min(opt['logger']['save_checkpoint_freq'], iters), use_tb_logger=True)
     for key in ('dataroot_gt', 'dataroot_lq'):
         root = opt['datasets']['train'][key]
