@@ -171,8 +171,8 @@ def main(argv=None):
     print(markdown_table(records))
     bicubic = next(r['psnr'] for r in records if r['model'] == 'bicubic')
     if max(r['psnr'] for r in records if r['model'] != 'bicubic') < bicubic:
-        print('\nNote: after a few hundred iterations an SRResNet is still close to where it starts, its bilinear skip, '
-              'which scores below bicubic. The point here is the pipeline; learning shows after a few thousand '
+        print('\nNote: after a few hundred iterations an SRResNet is still close to where it starts, its bilinear '
+              'skip, which scores below bicubic. The point here is the pipeline; learning shows after a few thousand '
               'iterations (--iters 5000, or sd-reproduce --table 1 --iters 3000, see the README).')
     print(f'\nstudent checkpoint (stock BasicSR MSRResNet, network_g: {arch}):\n  {student}')
 
