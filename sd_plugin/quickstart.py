@@ -6,8 +6,8 @@ sd-eval's table: bicubic, the exported student, the exit and the teacher, with P
 literature's protocol), parameters, MACs and CPU latency on the first validation image. The defaults are a scaled-down
 model (32 features, teacher of 16 blocks, exit after block 4) trained for 1,200 iterations, about 3 minutes on 2
 cores; ``--feat 64 --blocks 32 --exit 8`` is the paper's model. An SRResNet starts as its bilinear skip (below
-bicubic) and needs on the order of a thousand iterations to leave it: 600 iterations here stayed at bilinear, 1,300
-beat bicubic by 0.5 dB. Everything goes under ``--out``, which it rewrites.
+bicubic) and needs on the order of a thousand iterations to leave it: runs of 300-800 iterations stayed at bilinear,
+1,200 beat bicubic by 0.3 dB. Everything goes under ``--out``, which it rewrites.
 """
 import argparse
 import json
