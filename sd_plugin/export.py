@@ -34,26 +34,32 @@ def infer_arch(state_dict):
                 num_block=max(blocks) + 1 if blocks else 0, upscale=upscale, exits=exits)
 
 
-def student_state_dict(state_dict, depth):
-    """The ``MSRResNet(num_block=depth)`` state dict of exit ``depth`` (or of the teacher, at its own depth):
-    the trunk up to ``depth``, with exit head ``depth`` renamed to MSRResNet's head names."""
+def student_keys(state_dict, depth):
+    """{MSRResNet(num_block=depth) parameter name: its name in ``state_dict``}, an SRResNetMultiExit state dict:
+    the shared first conv, the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its
+    depth) under MSRResNet's head names."""
     arch = infer_arch(state_dict)
     if depth != arch['num_block'] and depth not in arch['exits']:
         raise ConfigError(f'--exit {depth}: the checkpoint has exits {arch["exits"]} and teacher depth '
                           f'{arch["num_block"]}')
-    out = OrderedDict()
-    for key, value in state_dict.items():
+    keys = OrderedDict()
+    for key in state_dict:
         body = re.match(r'body\.(\d+)\.', key)
         if key.startswith('exit_heads.'):
             prefix = f'exit_heads.{depth}.'
             if key.startswith(prefix):
-                out[key[len(prefix):]] = value
+                keys[key[len(prefix):]] = key
         elif body:
             if int(body.group(1)) < depth:
-                out[key] = value
+                keys[key] = key
         elif key.startswith('conv_first.') or depth == arch['num_block']:
-            out[key] = value  # the shared first conv, and the teacher's own head
-    return out
+            keys[key] = key  # the shared first conv, and the teacher's own head
+    return keys
+
+
+def student_state_dict(state_dict, depth):
+    """The ``MSRResNet(num_block=depth)`` state dict of exit ``depth`` (or of the teacher, at its own depth)."""
+    return OrderedDict((name, state_dict[key]) for name, key in student_keys(state_dict, depth).items())
 
 
 def export(ckpt_path, depth, out_path, param_key=None):

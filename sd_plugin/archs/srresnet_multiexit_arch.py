@@ -35,12 +35,19 @@ def upsample(head, feat, base):
         feat (Tensor): (N, num_feat, h, w) trunk features.
         base (Tensor): (N, num_out_ch, h*s, w*s) bilinear upsampling of the input, the global skip.
     Returns:
-        Tensor: (N, num_out_ch, h*s, w*s) the SR image.
+        tuple[Tensor, Tensor]: the SR image, (N, num_out_ch, h*s, w*s), and the head's last features (after
+        ``conv_hr`` and its activation), (N, num_feat, h*s, w*s): the layer feature distillation compares.
     """
     out = head.lrelu(head.pixel_shuffle(head.upconv1(feat)))
     if head.upscale == 4:
         out = head.lrelu(head.pixel_shuffle(head.upconv2(out)))
-    return head.conv_last(head.lrelu(head.conv_hr(out))) + base
+    hr_feat = head.lrelu(head.conv_hr(out))
+    return head.conv_last(hr_feat) + base, hr_feat
+
+
+def scale_gradient(x, scale):
+    """``x`` unchanged in the forward pass; in the backward pass its gradient is multiplied by ``scale``."""
+    return x if scale == 1 else x * scale + x.detach() * (1 - scale)
 
 
 @ARCH_REGISTRY.register()
@@ -88,14 +95,18 @@ class SRResNetMultiExit(MSRResNet):
         """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher."""
         return self if depth == self.num_block else self.exit_heads[str(depth)]
 
-    def forward_exits(self, x, depths=None):
+    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False):
         """One pass through the trunk, stopping at the deepest requested depth.
 
         Args:
             x (Tensor): (N, num_in_ch, h, w) LR input.
             depths (list[int] | None): depths to output; None means every exit and the teacher.
+            trunk_grad_scale (float): at each exit, the share of the gradient from the deeper outputs that flows
+                back into the blocks before it (the forward pass is unchanged). 1: plain backpropagation.
+            features (bool): also return each head's last features (see ``upsample``).
         Returns:
-            OrderedDict[int, Tensor]: depth -> (N, num_out_ch, h*s, w*s) SR output, in increasing depth.
+            OrderedDict[int, Tensor]: depth -> (N, num_out_ch, h*s, w*s) SR output, in increasing depth; with
+            ``features``, a pair (outputs, {depth: (N, num_feat, h*s, w*s) head features}).
         """
         depths = self.depths if depths is None else sorted(depths)
         for d in depths:
@@ -103,17 +114,20 @@ class SRResNetMultiExit(MSRResNet):
                 raise ConfigError(f'exit {d!r}: this model has exits {self.exits} and teacher depth {self.num_block}')
         base = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
         feat = self.lrelu(self.conv_first(x))
-        outputs = OrderedDict()
+        outputs, head_features = OrderedDict(), OrderedDict()
         for depth, block in enumerate(self.body[:depths[-1]], start=1):
             feat = block(feat)
             if depth in depths:
-                outputs[depth] = upsample(self.head(depth), feat, base)
-        return outputs
+                outputs[depth], head_features[depth] = upsample(self.head(depth), feat, base)
+            if depth in self.exits:
+                feat = scale_gradient(feat, trunk_grad_scale)
+        return (outputs, head_features) if features else outputs
 
-    def forward(self, x, all_exits=False):
+    def forward(self, x, all_exits=False, **kwargs):
         """``forward(x)``: the output at ``deploy_exit`` (the teacher by default), an (N, C, h*s, w*s) tensor.
-        ``forward(x, all_exits=True)``: ``forward_exits(x)``, every output from one trunk pass. Training calls this
-        form through the (possibly DDP-wrapped) module, so every parameter takes part in the graph."""
+        ``forward(x, all_exits=True, **kwargs)``: ``forward_exits(x, None, **kwargs)``, every output from one trunk
+        pass. Training calls this form through the (possibly DDP-wrapped) module, so every parameter takes part in
+        the graph."""
         if all_exits:
-            return self.forward_exits(x)
+            return self.forward_exits(x, **kwargs)
         return self.forward_exits(x, [self.deploy_exit])[self.deploy_exit]

@@ -20,6 +20,13 @@ SELF_DISTILL_DEFAULTS = {
     'student_pixel_weight': 0.9,  # weight of pixel_opt's loss between each exit's output and GT
     'distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1},  # loss between each exit's output and the teacher
     'skip_nonfinite': 0,  # steps with a NaN/Inf loss to skip before stopping the run
+    # Variants beyond the paper, all off by default (docs/variants.md):
+    'distill_start_iter': 0,  # distillation (both terms) is off before this iteration ...
+    'distill_ramp_iters': 0,  # ... then its weight ramps linearly from 0 to full over this many iterations
+    'distill_gate': False,  # distil only the pixels where the teacher is closer to GT than the exit
+    'trunk_grad_scale': 1.0,  # share of the deeper outputs' gradient that flows into the blocks before each exit
+    'feature_distill_opt': None,  # loss between each exit head's last features and the teacher head's, e.g.
+    #                               {type: L1DistillLoss, loss_weight: 0.1}; None: off
 }
 
 
@@ -71,13 +78,41 @@ def self_distill_options(train_opt, exits):
             close = difflib.get_close_matches(key, SELF_DISTILL_DEFAULTS, n=1)
             hint = f'; did you mean {close[0]!r}?' if close else f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
             raise ConfigError(f'train.self_distill.{key}: unknown key{hint}')
-    if not isinstance(given.get('skip_nonfinite', 0), int) or given.get('skip_nonfinite', 0) < 0:
-        raise ConfigError(f'train.self_distill.skip_nonfinite={given["skip_nonfinite"]!r}: must be an integer >= 0')
     opts = {**SELF_DISTILL_DEFAULTS, **given}
+    for key in ('skip_nonfinite', 'distill_start_iter', 'distill_ramp_iters'):
+        if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < 0:
+            raise ConfigError(f'train.self_distill.{key}={opts[key]!r}: must be an integer >= 0')
+    if not isinstance(opts['distill_gate'], bool):
+        raise ConfigError(f'train.self_distill.distill_gate={opts["distill_gate"]!r}: must be true or false')
+    scale = opts['trunk_grad_scale']
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 <= scale <= 1:
+        raise ConfigError(f'train.self_distill.trunk_grad_scale={scale!r}: must be a number in [0, 1]')
+    opts['trunk_grad_scale'] = float(scale)
     opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
     opts['distill_opt'] = {**SELF_DISTILL_DEFAULTS['distill_opt'], **(opts['distill_opt'] or {})}
     check_weight('train.self_distill.distill_opt.loss_weight', opts['distill_opt']['loss_weight'])
+    if opts['feature_distill_opt'] is not None:
+        if not isinstance(opts['feature_distill_opt'], dict) or 'type' not in opts['feature_distill_opt']:
+            raise ConfigError(f'train.self_distill.feature_distill_opt={opts["feature_distill_opt"]!r}: must be a '
+                              'loss option dict with a type, e.g. {type: L1DistillLoss, loss_weight: 0.1}')
+        check_weight('train.self_distill.feature_distill_opt.loss_weight',
+                     opts['feature_distill_opt'].get('loss_weight', 1.0))
     return opts
+
+
+def ramp(current_iter, start, length):
+    """Weight in [0, 1] of a term that is off before iteration ``start`` and reaches full weight ``length``
+    iterations later (at once when ``length`` is 0)."""
+    if current_iter < start:
+        return 0.0
+    return 1.0 if length == 0 else min(1.0, (current_iter - start) / length)
+
+
+def teacher_better_mask(student, teacher, gt):
+    """(N, 1, H, W) float mask, 1 where the teacher's pixel is closer to GT than the student's (summed over
+    channels), else 0. No gradient."""
+    with torch.no_grad():
+        return ((teacher - gt).abs().sum(1, keepdim=True) < (student - gt).abs().sum(1, keepdim=True)).float()
 
 
 @MODEL_REGISTRY.register()
@@ -87,7 +122,10 @@ class SelfDistillSRModel(SRModel):
     Loss per step, from one trunk pass (logged keys in brackets, one pair per exit k):
         pixel_opt(teacher, GT)                                           [l_pix]
       + sum over exits k: student_pixel_weight * pixel_opt(exit_k, GT)   [l_pix_exit{k}]
-                        + distill_opt(exit_k, teacher)                   [l_distill_exit{k}]
+                        + r * distill_opt(exit_k, teacher)               [l_distill_exit{k}]
+                        + r * feature_distill_opt(head_k, head_teacher)  [l_feat_exit{k}]  (when set)
+    where r ramps from 0 to 1 (``distill_start_iter``, ``distill_ramp_iters``; 1 by default) and, with
+    ``distill_gate``, both sides of the distillation term are masked to the pixels where the teacher beats the exit.
     Validation reports every ``val.metrics`` entry for the teacher (``psnr``) and for each exit (``psnr_exit8``).
     """
 
@@ -127,18 +165,29 @@ class SelfDistillSRModel(SRModel):
         student_pixel_opt = {**train_opt['pixel_opt'], 'loss_weight': distill['student_pixel_weight']}
         self.cri_pix_student = build_loss(student_pixel_opt).to(self.device)
         self.cri_distill = build_loss(distill['distill_opt']).to(self.device)
+        feature_opt = distill['feature_distill_opt']
+        self.cri_feature = None if feature_opt is None else build_loss(dict(feature_opt)).to(self.device)
+        self.distill = distill
         self.nonfinite_skips_left = distill['skip_nonfinite']
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
+        sd = self.distill
         with self.autocast():  # train.autocast (off by default); the losses below are computed in fp32
-            outputs = self.net_g_train(self.lq, all_exits=True)  # {depth: SR image}, from ONE pass through the trunk
+            # {depth: SR image} and {depth: head features}, from ONE pass through the trunk
+            outputs, features = self.net_g_train(self.lq, all_exits=True, features=True,
+                                                 trunk_grad_scale=sd['trunk_grad_scale'])
         outputs = OrderedDict((depth, out.float()) for depth, out in outputs.items())  # no copy when already fp32
-        self.output = outputs.pop(self.teacher_depth)
-        loss_dict = OrderedDict(l_pix=self.cri_pix(self.output, self.gt))
+        self.output = teacher = outputs.pop(self.teacher_depth)
+        r = ramp(current_iter, sd['distill_start_iter'], sd['distill_ramp_iters'])
+        loss_dict = OrderedDict(l_pix=self.cri_pix(teacher, self.gt))
         for depth, student in outputs.items():
             loss_dict[f'l_pix_exit{depth}'] = self.cri_pix_student(student, self.gt)
-            loss_dict[f'l_distill_exit{depth}'] = self.cri_distill(student, self.output)  # teacher detached inside
+            mask = teacher_better_mask(student, teacher, self.gt) if sd['distill_gate'] else 1.0
+            loss_dict[f'l_distill_exit{depth}'] = r * self.cri_distill(student * mask, teacher * mask)  # teacher
+            if self.cri_feature is not None:                                                # detached inside
+                loss_dict[f'l_feat_exit{depth}'] = r * self.cri_feature(features[depth].float(),
+                                                                        features[self.teacher_depth].float())
         l_total = sum(loss_dict.values())
         if not self.all_ranks_finite(l_total):
             return self.skip_nonfinite_step(current_iter, loss_dict)

@@ -1,0 +1,129 @@
+"""Run every (arm, seed) of a study with ``sd-train --auto_resume``, several at a time, so that rerunning the same
+command continues a stopped study: finished runs are skipped, interrupted ones resume from their last checkpoint.
+
+Layout under ``out``::
+
+    runs/<arm>_seed<s>/  opt.yml, init.pth (paired initial weights), train.log, experiments/, tb_logger/,
+                         done.json (written last: iterations, wall seconds)
+    students/<arm>_seed<s>.pth   the final student as a stock MSRResNet checkpoint, fp16
+"""
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from os import path as osp
+
+import torch
+
+from sd_plugin.checkpoint import atomic_save, load_checkpoint
+from sd_plugin.errors import ConfigError
+from sd_plugin.study.spec import has_student, paired_init, run_name, run_options, write_yaml
+
+
+def jobs(spec):
+    """[(arm, seed)] in the order they run: seed by seed, arms in the study file's order, so that an interrupted
+    study has complete pairs for its first seeds."""
+    seeds = list(dict.fromkeys([*spec['seeds'], *(s for arm in spec['arms'].values() for s in arm['seeds'])]))
+    return [(arm, seed) for seed in seeds for arm, arm_spec in spec['arms'].items() if seed in arm_spec['seeds']]
+
+
+def run_dir(out, arm, seed):
+    return osp.join(out, 'runs', run_name(arm, seed))
+
+
+def finished(out, arm, seed, iters):
+    """The run's done.json (dict) when it has trained at least ``iters`` iterations, else None."""
+    done = osp.join(run_dir(out, arm, seed), 'done.json')
+    if osp.isfile(done):
+        with open(done) as f:
+            record = json.load(f)
+        if record['iters'] >= iters:
+            return record
+    return None
+
+
+def export_student(spec, arm, seed, out):
+    """Write the run's final student to ``out/students/<run>.pth``: a stock MSRResNet checkpoint in fp16."""
+    from sd_plugin.export import export
+    name = run_name(arm, seed)
+    ckpt = osp.join(run_dir(out, arm, seed), 'experiments', name, 'models', 'net_g_latest.pth')
+    target = osp.join(out, 'students', f'{name}.pth')
+    export(ckpt, spec['student_depth'], target)
+    saved = load_checkpoint(target)
+    saved['params'] = {k: v.half() for k, v in saved['params'].items()}
+    saved.pop('params_ema', None)
+    atomic_save(saved, target)
+
+
+def write_init(spec, arm, seed, out):
+    """Write the run's paired initial weights to ``init.pth`` in its folder, once; returns the path. Not
+    thread-safe (it seeds torch's global generator): ``run_study`` writes them all before training starts."""
+    init = osp.join(run_dir(out, arm, seed), 'init.pth')
+    if not osp.isfile(init):
+        network = run_options(spec, arm, seed, init)['network_g']
+        atomic_save(paired_init(network, spec['student_depth'], seed), init)
+    return init
+
+
+def train_one(spec, arm, seed, out, threads, log=print):
+    """Train (or resume) one run; returns its done record, or None when another process holds it."""
+    folder = run_dir(out, arm, seed)
+    os.makedirs(folder, exist_ok=True)
+    lock = open(osp.join(folder, '.lock'), 'w')
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        log(f'{run_name(arm, seed)}: running in another process, skipped')
+        return None
+    try:
+        opt = run_options(spec, arm, seed, write_init(spec, arm, seed, out))
+        write_yaml(opt, osp.join(folder, 'opt.yml'))
+        env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
+        log(f'{run_name(arm, seed)}: training to {spec["iters"]} iterations ({threads} thread(s); '
+            f'log: {osp.join(folder, "train.log")})')
+        start = time.time()
+        with open(osp.join(folder, 'train.log'), 'a') as out_log:
+            code = subprocess.call([sys.executable, '-c', 'from sd_plugin.train import main; main()',
+                                    '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
+                                   stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
+        ckpt = osp.join(folder, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
+        if code != 0 or not osp.isfile(ckpt):
+            raise ConfigError(f'{run_name(arm, seed)}: training failed (exit {code}); see '
+                              f'{osp.join(folder, "train.log")}')
+        if has_student(spec, arm):
+            export_student(spec, arm, seed, out)
+        record = {'iters': spec['iters'], 'seconds': time.time() - start, 'threads': threads}
+        with open(osp.join(folder, 'done.json.tmp'), 'w') as f:
+            json.dump(record, f)
+        os.replace(osp.join(folder, 'done.json.tmp'), osp.join(folder, 'done.json'))
+        log(f'{run_name(arm, seed)}: done in {record["seconds"] / 60:.1f} min')
+        return record
+    finally:
+        lock.close()
+
+
+def run_study(spec, out, parallel=1, log=print):
+    """Train every unfinished run of ``spec`` under ``out``, ``parallel`` at a time (each with
+    cpu_count // parallel threads). Returns the names of the runs that failed."""
+    todo = [(arm, seed) for arm, seed in jobs(spec) if not finished(out, arm, seed, spec['iters'])]
+    log(f'{spec["name"]}: {len(jobs(spec)) - len(todo)} of {len(jobs(spec))} runs finished, {len(todo)} to go')
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    failures = []
+
+    def work(job):
+        try:
+            train_one(spec, *job, out, threads, log)
+        except ConfigError as err:
+            log(str(err))
+            failures.append(run_name(*job))
+
+    for job in todo:
+        write_init(spec, *job, out)
+    torch.set_num_threads(threads)
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(work, todo))
+    return failures

@@ -1,0 +1,139 @@
+"""The study file (e.g. ``options/study/proxy.yml``) and the BasicSR options of each of its runs.
+
+A study file holds ``name``, ``seeds`` (list of int), ``iters``, ``val_freq``, ``student_depth`` (the exit depth
+that every arm's student sits at), ``baseline`` (an arm name), ``arms`` ({name: overrides}) and ``base`` (a BasicSR
+training option dict for ``SelfDistillSRModel``). Each arm is ``base`` with its overrides merged in; its keys
+``label`` and ``seeds`` belong to the study, not to BasicSR.
+"""
+import copy
+import os
+from os import path as osp
+
+import torch
+import yaml
+from basicsr.archs.srresnet_arch import MSRResNet
+
+from sd_plugin.errors import ConfigError
+
+STUDY_KEYS = ('name', 'seeds', 'iters', 'val_freq', 'student_depth', 'baseline', 'arms', 'base')
+ARM_KEYS = ('label', 'seeds')
+
+
+def merge(base, overrides):
+    """A deep copy of ``base`` with ``overrides`` merged in: nested dicts merge, any other value replaces."""
+    out = copy.deepcopy(base)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _positive_int(spec, key):
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f'{key}={value!r}: must be a positive integer')
+    return value
+
+
+def load_spec(path, **overrides):
+    """Read and check a study file; ``overrides`` (``seeds``, ``iters``, ``val_freq``, ``arms``: a list of arm
+    names to keep) replace its values when not None."""
+    if not osp.isfile(path):
+        raise ConfigError(f'{path}: no such study file')
+    try:
+        with open(path) as f:
+            spec = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{path}: not valid YAML ({str(err).splitlines()[0]})') from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f'{path}: a study file is a mapping with keys {", ".join(STUDY_KEYS)}')
+    missing = [k for k in STUDY_KEYS if k not in spec]
+    if missing:
+        raise ConfigError(f'{path}: missing key {missing[0]!r}')
+    for key, value in overrides.items():
+        if value is not None and key != 'arms':
+            spec[key] = value
+    keep = overrides.get('arms')
+    if keep:
+        unknown = [a for a in keep if a not in spec['arms']]
+        if unknown:
+            raise ConfigError(f'--arms {unknown[0]}: not an arm of {path} ({", ".join(spec["arms"])})')
+        spec['arms'] = {name: arm for name, arm in spec['arms'].items() if name in keep or name == spec['baseline']}
+    for key in ('iters', 'val_freq', 'student_depth'):
+        _positive_int(spec, key)
+    if not isinstance(spec['seeds'], list) or not spec['seeds'] or not all(
+            isinstance(s, int) and not isinstance(s, bool) for s in spec['seeds']):
+        raise ConfigError(f'seeds={spec["seeds"]!r}: must be a non-empty list of integers')
+    if spec['baseline'] not in spec['arms']:
+        raise ConfigError(f'baseline={spec["baseline"]!r}: not one of the arms ({", ".join(spec["arms"])})')
+    if not isinstance(spec['arms'], dict) or not spec['arms']:
+        raise ConfigError('arms: must be a mapping of arm name to overrides')
+    for name, arm in spec['arms'].items():
+        arm = spec['arms'][name] = dict(arm or {})
+        arm.setdefault('label', name)
+        arm.setdefault('seeds', spec['seeds'])
+    if not has_student(spec, spec['baseline']):
+        raise ConfigError(f'baseline={spec["baseline"]!r}: has no output at student_depth={spec["student_depth"]}')
+    return spec
+
+
+def has_student(spec, arm):
+    """True when the arm's network has an output at ``student_depth`` (SRResNet-16 alone has not)."""
+    network = merge(spec['base'], spec['arms'][arm])['network_g']
+    return spec['student_depth'] in [*network.get('exits', []), network['num_block']]
+
+
+def run_name(arm, seed):
+    return f'{arm}_seed{seed}'
+
+
+def run_options(spec, arm, seed, init_path):
+    """The BasicSR option dict of one (arm, seed) run: a constant budget of ``iters``, validation and a checkpoint
+    every ``val_freq`` iterations, ``manual_seed`` = seed, initial weights from ``init_path``, and every relative
+    data path made absolute (the run's working folder is its own)."""
+    overrides = {k: v for k, v in spec['arms'][arm].items() if k not in ARM_KEYS}
+    opt = merge(spec['base'], overrides)
+    opt['name'] = run_name(arm, seed)
+    opt['manual_seed'] = seed
+    opt['train']['total_iter'] = spec['iters']
+    opt['val']['val_freq'] = spec['val_freq']
+    opt['logger']['save_checkpoint_freq'] = spec['val_freq']
+    opt['path']['pretrain_network_g'] = init_path
+    opt['path']['strict_load_g'] = True
+    for dataset in opt['datasets'].values():
+        for key in ('dataroot_gt', 'dataroot_lq'):
+            if dataset.get(key):
+                dataset[key] = osp.abspath(dataset[key])
+    if not opt['network_g'].get('exits'):
+        opt['train'].pop('self_distill', None)
+    return opt
+
+
+def paired_init(network_opt, student_depth, seed):
+    """Initial weights of an arm's network for ``seed`` in which the student's parameters (``conv_first``, blocks
+    1..k and the head at depth k) are those of a stock ``MSRResNet(num_block=k)`` initialised with
+    ``torch.manual_seed(seed)``; the other parameters are the arm's own initialisation with the same seed.
+
+    Returns:
+        dict: ``{'params': state dict}``, the layout ``path.pretrain_network_g`` loads.
+    """
+    from sd_plugin.export import student_keys
+    from sd_plugin.preflight import build_network
+    network_opt = dict(network_opt)
+    torch.manual_seed(seed)
+    student = MSRResNet(num_in_ch=network_opt.get('num_in_ch', 3), num_out_ch=network_opt.get('num_out_ch', 3),
+                        num_feat=network_opt.get('num_feat', 64), num_block=student_depth,
+                        upscale=network_opt.get('upscale', 4))
+    torch.manual_seed(seed)
+    state = build_network(network_opt).state_dict()
+    for name, key in student_keys(state, student_depth).items():
+        state[key] = student.state_dict()[name].clone()
+    return {'params': state}
+
+
+def write_yaml(opt, path):
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with open(path, 'w') as f:
+        yaml.safe_dump(opt, f, sort_keys=False)

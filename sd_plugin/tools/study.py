@@ -1,0 +1,48 @@
+"""sd-study: train every arm of a study file with several seeds, paired, and report learning curves and paired
+differences with 95 % confidence intervals (JSON, markdown, PNG). Rerunning the same command continues a stopped
+study. See docs/study.md."""
+import argparse
+import sys
+
+from sd_plugin.cli import one_line_errors
+from sd_plugin.errors import ConfigError
+
+
+def parse_list(text, kind=str):
+    try:
+        return [kind(v) for v in text.split(',') if v]
+    except ValueError:
+        raise ConfigError(f'{text!r}: expected a comma-separated list of {kind.__name__}') from None
+
+
+@one_line_errors('sd-study')
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='sd-study', description=__doc__,
+                                     epilog='example: sd-study options/study/proxy.yml --out results/study --parallel 2')
+    parser.add_argument('spec', help='study file (YAML), e.g. options/study/proxy.yml')
+    parser.add_argument('--out', required=True, help='output folder (runs, students, study.json/md/png)')
+    parser.add_argument('--parallel', type=int, default=1, help='runs trained at once (default: 1)')
+    parser.add_argument('--seeds', default=None, help='override the seeds, e.g. 0,1,2')
+    parser.add_argument('--iters', type=int, default=None, help='override iters')
+    parser.add_argument('--val-freq', type=int, default=None, help='override val_freq')
+    parser.add_argument('--arms', default=None, help='only these arms (and the baseline), comma-separated')
+    parser.add_argument('--report-only', action='store_true', help='report what has finished; train nothing')
+    args = parser.parse_args(argv)
+    import sd_plugin  # noqa: F401  (registrations)
+    from sd_plugin.study.report import write_report
+    from sd_plugin.study.runner import run_study
+    from sd_plugin.study.spec import load_spec
+    if args.parallel < 1:
+        raise ConfigError(f'--parallel {args.parallel}: must be >= 1')
+    spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
+                     val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None)
+    failures = [] if args.report_only else run_study(spec, args.out, args.parallel)
+    paths = write_report(spec, args.out)
+    print('wrote ' + ', '.join(paths))
+    if failures:
+        print(f'sd-study: error: {len(failures)} run(s) failed: {", ".join(failures)}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    main()
