@@ -114,7 +114,8 @@ def run_options(spec, arm, seed, init_path):
 def paired_init(network_opt, student_depth, seed):
     """Initial weights of an arm's network for ``seed`` in which the student's parameters (``conv_first``, blocks
     1..k and the head at depth k) are those of a stock ``MSRResNet(num_block=k)`` initialised with
-    ``torch.manual_seed(seed)``; the other parameters are the arm's own initialisation with the same seed.
+    ``torch.manual_seed(seed)``; the other parameters are the arm's own initialisation with the same seed. A
+    network without an output at depth k (a deeper model trained alone) shares ``conv_first`` and blocks 1..k.
 
     Returns:
         dict: ``{'params': state dict}``, the layout ``path.pretrain_network_g`` loads.
@@ -127,8 +128,13 @@ def paired_init(network_opt, student_depth, seed):
                         num_feat=network_opt.get('num_feat', 64), num_block=student_depth,
                         upscale=network_opt.get('upscale', 4))
     torch.manual_seed(seed)
-    state = build_network(network_opt).state_dict()
-    for name, key in student_keys(state, student_depth).items():
+    net = build_network(network_opt)
+    state = net.state_dict()
+    if student_depth in net.depths:
+        shared = student_keys(state, student_depth)
+    else:
+        shared = {k: k for k in student.state_dict() if k.startswith('conv_first.') or k.startswith('body.')}
+    for name, key in shared.items():
         state[key] = student.state_dict()[name].clone()
     return {'params': state}
 
