@@ -109,6 +109,7 @@ def train_one(spec, arm, seed, out, threads, log=print):
 def run_study(spec, out, parallel=1, log=print):
     """Train every unfinished run of ``spec`` under ``out``, ``parallel`` at a time (each with
     cpu_count // parallel threads). Returns the names of the runs that failed."""
+    out = osp.abspath(out)
     todo = [(arm, seed) for arm, seed in jobs(spec) if not finished(out, arm, seed, spec['iters'])]
     log(f'{spec["name"]}: {len(jobs(spec)) - len(todo)} of {len(jobs(spec))} runs finished, {len(todo)} to go')
     threads = max(1, (os.cpu_count() or 1) // parallel)
