@@ -1,29 +1,16 @@
 """Reading and writing checkpoint files safely."""
-import os
-import tempfile
 from os import path as osp
 
 import torch
 
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
 
 
 def atomic_save(obj, path, save=None):
-    """``save(obj, file)`` (default ``torch.save``) to a temporary file in the same folder, then rename it over
-    ``path``: a crash mid-save never leaves a half-written file under ``path``."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            (save or torch.save)(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+    """``save(obj, file)`` (default ``torch.save``) through ``files.atomic_write``: a crash or a full disk
+    mid-save never leaves a half-written file under ``path``, and the file gets the usual permissions."""
+    atomic_write(path, lambda f: (save or torch.save)(obj, f))
 
 
 def load_checkpoint(path):

@@ -1,21 +1,32 @@
-"""The few fixes stock basicsr 1.4.2 needs, each naming the BasicSR function it mends and why.
+"""How the plugin hooks into BasicSR 1.4.2, all in this one file.
 
-``register_torchvision_alias`` runs on ``import sd_plugin``, before anything imports basicsr:
-  ``basicsr/data/degradations.py`` imports ``torchvision.transforms.functional_tensor``, which torchvision removed in
-  0.17. We register that module name with its one used function, ``rgb_to_grayscale``.
+``import sd_plugin`` runs only ``register_torchvision_alias`` (below) and registers the plugin's components; it
+changes nothing else in BasicSR. The plugin's launchers (``sd-train``, ``sd-test``, ``python sd_plugin/train.py``,
+``sd-quickstart``, ``sd-study``) then call ``install()``, which replaces these BasicSR functions and methods and
+lists them (``INSTALLED``) at the top of the training log:
 
-``patch_basicsr`` (also on ``import sd_plugin``, once basicsr can be imported) replaces, in ``basicsr.train``:
-  * ``load_resume_state``: BasicSR maps the state onto ``torch.cuda.current_device()`` unconditionally, so resuming
-    crashes without CUDA, and ``--auto_resume`` looks in ``experiments/<name>`` relative to the working directory
-    instead of the experiment root that ``parse_options`` computed. It is also the first call after the options are
-    parsed and before any folder is made, so ours first runs ``sd_plugin.preflight.check_options``.
-  * ``build_dataset`` / ``EnlargedSampler`` for the training set: ``sd_plugin.data.resumable``, so that a resumed run
-    replays the data exactly (``train_pipeline`` restarts the resumed epoch from its first batch).
-  and in BasicSR's models and launcher:
-  * ``BaseModel.save_network`` / ``save_training_state`` write with ``torch.save`` straight to the final name, so a
-    kill mid-save leaves a truncated newest checkpoint. Ours write a temporary file and rename it.
-  * ``BaseModel.model_to_device`` passes ``device_ids=[torch.cuda.current_device()]`` to DDP, and
-    ``basicsr.utils.options.init_dist`` assumes NCCL and CUDA. Without CUDA we use gloo and CPU DDP.
+in ``basicsr.train`` / ``basicsr.test`` (what ``train_pipeline`` / ``test_pipeline`` call):
+  * ``parse_options``: first checks the command line (``-opt`` is a readable YAML mapping, ``--force_yml`` entries
+    are ``a:b=value`` with existing keys), then BasicSR's parser, then ``sd_plugin.preflight.check_options``. A bad
+    option ends the run in one line, before any folder is made.
+  * ``load_resume_state``: BasicSR maps the state onto ``torch.cuda.current_device()`` unconditionally (resuming
+    crashes without CUDA) and ``--auto_resume`` looks in ``experiments/<name>`` relative to the working directory.
+    Ours loads onto the run's device, from the experiment root ``parse_options`` computed, and with
+    ``--auto_resume`` falls back to the newest intact (state, model) pair when the newest is damaged, setting the
+    damaged file aside as ``<name>.damaged`` and removing the temporary files a killed save left.
+  * ``build_dataset`` / ``EnlargedSampler`` / ``create_train_val_dataloader``: ``sd_plugin.data.resumable``, so that
+    every sample's augmentation is seeded from (seed, epoch, position) and a resumed run replays the data exactly.
+in ``basicsr.utils.options``:
+  * ``init_dist``: BasicSR assumes NCCL and CUDA; without CUDA ours uses gloo.
+in ``BaseModel`` (every model):
+  * ``save_network`` / ``save_training_state``: BasicSR writes straight to the final name, and after three failed
+    attempts logs "Just ignore it" and trains on. Ours write atomically (``sd_plugin.files.atomic_write``) and end
+    the run with ``CheckpointSaveError`` naming the file. The training state also keeps the best-metric records.
+  * ``resume_training``: also restores the best-metric records.
+  * ``model_to_device``: BasicSR passes ``device_ids=[torch.cuda.current_device()]`` to DDP; without CUDA, CPU DDP.
+
+In the BasicSR-checkout drop-in (``sd-basicsr-dropin``), ``python basicsr/train.py`` runs its own copy of
+``train_pipeline`` as ``__main__`` and none of this is installed: see the README's drop-in section.
 """
 import contextlib
 import functools
@@ -26,9 +37,9 @@ from os import path as osp
 
 import torch
 
-from sd_plugin.errors import ConfigError
+from sd_plugin.errors import CheckpointSaveError, ConfigError
 
-_resume_point = {}  # {'epoch', 'iter'} of the state load_resume_state loaded, for the sampler
+SUPPORTED_BASICSR = '1.4.2'
 
 
 def register_torchvision_alias():
@@ -47,36 +58,142 @@ def register_torchvision_alias():
 
 def basicsr_import_finished():
     """False while ``import basicsr`` is still running, i.e. when BasicSR's own registry scan imports a drop-in
-    module that imports us (see ``sd_plugin.dropin``). Then ``basicsr.models`` and ``basicsr.train`` cannot be
-    imported yet."""
+    module that imports us (see ``sd_plugin.dropin``). Then ``basicsr.models`` cannot be imported yet."""
     module = sys.modules.get('basicsr')
     return module is None or hasattr(module, '__version__')  # basicsr/__init__.py sets __version__ last
 
 
-def _latest_state(states_dir):
-    """Path of ``<iter>.state`` with the highest iter in ``states_dir``, or None."""
-    if not osp.isdir(states_dir):
+# ----------------------------------------------------------------------------------------- parse_options
+
+
+def check_command_line(argv):
+    """The parts of BasicSR's command line that its parser would turn into a traceback: ``-opt`` must name a
+    readable YAML file holding a mapping; each ``--force_yml`` entry must be ``key:key=value`` with existing keys."""
+    import yaml
+    from basicsr.utils.options import ordered_yaml
+    args = list(argv[1:])
+    if '-opt' not in args or args.index('-opt') + 1 >= len(args):
+        return None  # BasicSR's argparse says what is missing
+    opt_path = args[args.index('-opt') + 1]
+    if not osp.exists(opt_path):
+        raise ConfigError(f'-opt {opt_path}: no such file')
+    if not osp.isfile(opt_path):
+        raise ConfigError(f'-opt {opt_path}: is a folder, not an options file')
+    try:
+        with open(opt_path) as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+    except yaml.YAMLError as err:
+        mark = getattr(err, 'problem_mark', None)
+        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
+        raise ConfigError(f'-opt {opt_path}: not valid YAML{where} ({getattr(err, "problem", None) or err})') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f'-opt {opt_path}: cannot read it ({type(err).__name__})') from None
+    if not isinstance(opt, dict):
+        kind = 'empty' if opt is None else f'a {type(opt).__name__}'
+        raise ConfigError(f'-opt {opt_path}: is {kind}; an options file is a mapping of keys (name, model_type, ...)')
+    if '--force_yml' in args:
+        for entry in args[args.index('--force_yml') + 1:]:
+            if entry.startswith('-'):
+                break
+            check_force_yml(entry, opt)
+    return opt
+
+
+def check_force_yml(entry, opt):
+    """One ``--force_yml`` entry: ``a:b:c=value`` where ``opt[a][b]`` is a mapping (BasicSR creates no new
+    sections)."""
+    if entry.count('=') != 1 or not entry.split('=')[0].strip():
+        raise ConfigError(f'--force_yml {entry}: expected key:key=value, e.g. train:ema_decay=0.999')
+    keys = [k.strip() for k in entry.split('=')[0].split(':')]
+    node = opt
+    for depth, key in enumerate(keys[:-1]):
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ConfigError(f'--force_yml {entry}: {":".join(keys[:depth + 1])} is not a section of the options')
+
+
+def parse_options(root_path, is_train=True, _original=None):
+    """``basicsr.utils.options.parse_options``, between ``check_command_line`` and ``preflight.check_options``."""
+    from sd_plugin.preflight import check_options
+    check_command_line(sys.argv)
+    opt, args = _original(root_path, is_train)
+    check_options(opt)
+    return opt, args
+
+
+# ----------------------------------------------------------------------------------------- resume
+
+
+def _iters(folder, suffix):
+    if not osp.isdir(folder):
+        return []
+    return sorted((int(f[:-len(suffix)]) for f in os.listdir(folder) if f.endswith(suffix) and
+                   f[:-len(suffix)].isdigit()), reverse=True)
+
+
+def _loads(path, device):
+    try:
+        return torch.load(path, map_location=device)
+    except Exception:  # torch raises many types for a truncated file
         return None
-    iters = [int(f[:-6]) for f in os.listdir(states_dir) if f.endswith('.state') and f[:-6].isdigit()]
-    return osp.join(states_dir, f'{max(iters)}.state') if iters else None
+
+
+def _set_aside(path):
+    os.replace(path, path + '.damaged')
+    return path + '.damaged'
+
+
+def remove_leftover_tmp(opt):
+    """Delete the temporary files that a save killed midway left in the run's models/ and training_states/
+    (``sd_plugin.files.is_leftover_tmp``); returns their paths."""
+    from sd_plugin.files import is_leftover_tmp
+    removed = []
+    for key in ('models', 'training_states'):
+        folder = opt['path'].get(key)
+        if folder and osp.isdir(folder):
+            for name in os.listdir(folder):
+                if is_leftover_tmp(name):
+                    os.remove(osp.join(folder, name))
+                    removed.append(osp.join(folder, name))
+    return removed
+
+
+def newest_intact_state(opt, device, notes):
+    """Path of the newest ``<iter>.state`` that loads and whose ``net_g_<iter>.pth`` loads too; a damaged file of
+    a newer pair is set aside (``.damaged``) and the fallback noted in ``notes``."""
+    states, models = opt['path']['training_states'], opt['path']['models']
+    for it in _iters(states, '.state'):
+        state_path, model_path = osp.join(states, f'{it}.state'), osp.join(models, f'net_g_{it}.pth')
+        damaged = [p for p in (state_path, model_path) if not osp.isfile(p) or _loads(p, device) is None]
+        if not damaged:
+            return state_path
+        for path in damaged:
+            if osp.isfile(path):
+                notes.append(f'resume: {path} is damaged; set aside as {_set_aside(path)}')
+            else:
+                notes.append(f'resume: {path} is missing')
+        notes.append(f'resume: skipping iteration {it}, trying the previous checkpoint')
+    return None
 
 
 def load_resume_state(opt):
-    """Replacement for ``basicsr.train.load_resume_state``: check the options, then load the state to resume from.
+    """Replacement for ``basicsr.train.load_resume_state``.
 
     Args:
-        opt (dict): parsed options. Reads ``auto_resume``, ``num_gpu``, ``path.training_states`` and
-            ``path.resume_state``; sets ``path.resume_state`` (and, through ``check_resume``, the
-            ``pretrain_network_*`` paths) when it resumes.
+        opt (dict): parsed options. Reads ``auto_resume``, ``num_gpu``, ``path.training_states``, ``path.models``
+            and ``path.resume_state``; sets ``path.resume_state`` (and, through ``check_resume``, the
+            ``pretrain_network_*`` paths) when it resumes, and ``sd_plugin_notes`` (list of str) for the log.
     Returns:
         dict | None: the training state (``epoch``, ``iter``, ``optimizers``, ``schedulers``), or None for a new run.
     """
     from basicsr.utils import check_resume
 
-    from sd_plugin.preflight import check_options, check_resume_network
-    check_options(opt)
+    from sd_plugin.preflight import check_resume_network
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    notes = opt.setdefault('sd_plugin_notes', [])
     if opt['auto_resume']:
-        latest = _latest_state(opt['path']['training_states'])
+        notes += [f'resume: removed {p}, left by an interrupted save' for p in remove_leftover_tmp(opt)]
+        latest = newest_intact_state(opt, device, notes)
         if latest is not None:
             opt['path']['resume_state'] = latest
     path = opt['path'].get('resume_state')
@@ -84,15 +201,15 @@ def load_resume_state(opt):
         return None
     if not osp.isfile(path):
         raise ConfigError(f'path.resume_state={path}: no such file')
-    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
-    try:
-        state = torch.load(path, map_location=device)
-    except Exception as err:
-        raise ConfigError(f'path.resume_state={path}: not a readable training state ({type(err).__name__})') from None
+    state = _loads(path, device)
+    if not isinstance(state, dict) or 'iter' not in state:
+        raise ConfigError(f'path.resume_state={path}: not a readable training state')
     check_resume(opt, state['iter'])
     check_resume_network(opt)
-    _resume_point.update(epoch=state['epoch'], iter=state['iter'])
     return state
+
+
+# ----------------------------------------------------------------------------------------- data
 
 
 def build_dataset(dataset_opt):
@@ -105,45 +222,82 @@ def build_dataset(dataset_opt):
 
 
 def create_train_val_dataloader(opt, logger, _original=None):
-    """``basicsr.train.create_train_val_dataloader``, then, on resume, skip the samples of the resumed epoch that
-    the interrupted run already trained on."""
+    """``basicsr.train.create_train_val_dataloader``; it first logs what ``install`` changed and any resume notes,
+    then, on resume, makes the sampler skip the samples of the resumed epoch that the interrupted run trained on."""
+    logger.info('sd_plugin installed into basicsr %s:\n  %s', SUPPORTED_BASICSR, '\n  '.join(INSTALLED))
+    for note in opt.get('sd_plugin_notes', []):
+        logger.warning(note)
     for dataset_opt in opt['datasets'].values():
         dataset_opt.setdefault('manual_seed', opt['manual_seed'])
     result = _original(opt, logger)
-    sampler = result[1]
-    if _resume_point and sampler is not None:
+    sampler, resume_path = result[1], opt['path'].get('resume_state')
+    if resume_path and sampler is not None:
+        state = torch.load(resume_path, map_location='cpu')
         batch = opt['datasets']['train']['batch_size_per_gpu']
         batches_per_epoch = len(sampler) // batch  # the DataLoader drops the last partial batch
-        done = _resume_point['iter'] - _resume_point['epoch'] * batches_per_epoch
-        sampler.resume_at = (_resume_point['epoch'], done * batch)
-        _resume_point.clear()
+        done = state['iter'] - state['epoch'] * batches_per_epoch
+        sampler.resume_at = (state['epoch'], done * batch)
     return result
 
 
+# ----------------------------------------------------------------------------------------- saving
+
+
 @contextlib.contextmanager
-def atomic_torch_save():
-    """Within the block, ``torch.save(obj, path)`` writes ``path`` atomically (``checkpoint.atomic_save``)."""
+def atomic_torch_save(extra=None):
+    """Within the block, ``torch.save(obj, path)`` writes ``path`` atomically, with ``extra`` (a dict) merged into
+    ``obj``. Yields a dict {path: the exception of its last failed attempt}; a later successful attempt clears it."""
     from sd_plugin.checkpoint import atomic_save
-    original = torch.save
+    original, failed = torch.save, {}
 
     def save(obj, f, *args, **kwargs):
-        if isinstance(f, (str, os.PathLike)):
-            return atomic_save(obj, f, save=lambda obj_, file_: original(obj_, file_, *args, **kwargs))
-        return original(obj, f, *args, **kwargs)
+        if not isinstance(f, (str, os.PathLike)):
+            return original(obj, f, *args, **kwargs)
+        if extra and isinstance(obj, dict):
+            obj = {**obj, **extra}
+        try:
+            atomic_save(obj, f, save=lambda obj_, file_: original(obj_, file_, *args, **kwargs))
+        except Exception as err:
+            failed[str(f)] = err
+            raise
+        failed.pop(str(f), None)
 
     torch.save = save
     try:
-        yield
+        yield failed
     finally:
         torch.save = original
 
 
-def _atomic(method):
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with atomic_torch_save():
-            return method(*args, **kwargs)
-    return wrapper
+def _raise_failed(failed):
+    for path, err in failed.items():
+        raise CheckpointSaveError(f'cannot save {path}: {err}; the run stopped, the previous checkpoint is intact')
+
+
+def save_network(self, *args, _original=None, **kwargs):
+    """``BaseModel.save_network``, atomic, and failing the run when BasicSR's retries all failed."""
+    with atomic_torch_save() as failed:
+        _original(self, *args, **kwargs)
+    _raise_failed(failed)
+
+
+def save_training_state(self, epoch, current_iter, _original=None):
+    """``BaseModel.save_training_state``, atomic, failing the run when it cannot save, and keeping
+    ``best_metric_results`` (the "Best ... @ iter" records) in the state."""
+    extra = {'best_metric_results': self.best_metric_results} if hasattr(self, 'best_metric_results') else None
+    with atomic_torch_save(extra) as failed:
+        _original(self, epoch, current_iter)
+    _raise_failed(failed)
+
+
+def resume_training(self, resume_state, _original=None):
+    """``BaseModel.resume_training``, also restoring the best-metric records."""
+    _original(self, resume_state)
+    if 'best_metric_results' in resume_state:
+        self.best_metric_results = resume_state['best_metric_results']
+
+
+# ----------------------------------------------------------------------------------------- distributed
 
 
 def model_to_device(self, net, _original=None):
@@ -165,22 +319,47 @@ def init_dist(launcher, backend='nccl', _original=None, **kwargs):
     dist.init_process_group(backend='gloo')
 
 
-def patch_basicsr():
-    """Install the fixes that need basicsr imported. Idempotent."""
+# ----------------------------------------------------------------------------------------- install
+
+INSTALLED = []  # what install() replaced, one line each; filled once
+
+
+def install():
+    """Install the fixes and checks above into basicsr (idempotent); returns the list of what was replaced.
+    Refuses another basicsr version than the one they were written for."""
+    import basicsr
+    if INSTALLED:
+        return INSTALLED
+    if basicsr.__version__ != SUPPORTED_BASICSR:
+        raise ConfigError(f'basicsr {basicsr.__version__} is installed; sd_plugin\'s fixes are written for '
+                          f'{SUPPORTED_BASICSR} (pip install --no-build-isolation basicsr=={SUPPORTED_BASICSR})')
+    import basicsr.test
     import basicsr.train
     import basicsr.utils.options
     from basicsr.models.base_model import BaseModel
 
+    import sd_plugin.models  # noqa: F401  (registers SelfDistillSRModel)
     from sd_plugin.data.resumable import ResumableSampler
-    if getattr(basicsr.train, 'sd_plugin_patched', False):
-        return
-    basicsr.train.load_resume_state = load_resume_state
-    basicsr.train.build_dataset = build_dataset
-    basicsr.train.EnlargedSampler = ResumableSampler
-    basicsr.train.create_train_val_dataloader = functools.partial(
-        create_train_val_dataloader, _original=basicsr.train.create_train_val_dataloader)
-    basicsr.utils.options.init_dist = functools.partial(init_dist, _original=basicsr.utils.options.init_dist)
-    BaseModel.save_network = _atomic(BaseModel.save_network)
-    BaseModel.save_training_state = _atomic(BaseModel.save_training_state)
-    BaseModel.model_to_device = functools.partialmethod(model_to_device, _original=BaseModel.model_to_device)
-    basicsr.train.sd_plugin_patched = True
+
+    def replace(owner, name, new, note, method=False, wrap=True):
+        old = getattr(owner, name)
+        if wrap:
+            new = (functools.partialmethod if method else functools.partial)(new, _original=old)
+        setattr(owner, name, new)
+        INSTALLED.append(f'{getattr(owner, "__name__", owner)}.{name}: {note}')
+
+    for module in (basicsr.train, basicsr.test):
+        replace(module, 'parse_options', parse_options, 'option checks before any folder is made')
+    replace(basicsr.train, 'load_resume_state', load_resume_state, 'CPU resume, fallback to the newest intact '
+            'checkpoint', wrap=False)
+    replace(basicsr.train, 'build_dataset', build_dataset, 'per-sample seeded augmentation', wrap=False)
+    replace(basicsr.train, 'EnlargedSampler', ResumableSampler, 'a sampler that resumes mid-epoch', wrap=False)
+    replace(basicsr.train, 'create_train_val_dataloader', create_train_val_dataloader, 'resumed epochs skip the '
+            'samples already trained on')
+    replace(basicsr.utils.options, 'init_dist', init_dist, 'gloo without CUDA')
+    replace(BaseModel, 'save_network', save_network, 'atomic; a failed save stops the run', method=True)
+    replace(BaseModel, 'save_training_state', save_training_state, 'atomic, with best-metric records; a failed '
+            'save stops the run', method=True)
+    replace(BaseModel, 'resume_training', resume_training, 'restores best-metric records', method=True)
+    replace(BaseModel, 'model_to_device', model_to_device, 'CPU DDP without CUDA', method=True)
+    return INSTALLED

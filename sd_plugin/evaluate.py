@@ -75,7 +75,9 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.data.bicubic import imresize, to_uint8
 from sd_plugin.data.prepare import read_image as read_bgr_image
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import check_apart
 from sd_plugin.export import infer_arch, student_state_dict
+from sd_plugin.inference import run_network
 
 MODES = ('y', 'rgb', 'basicsr-y')
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
@@ -250,7 +252,7 @@ def cpu_latency(net, depth, lr_size, warmup=1, repeats=5):
 def model_sr(net, lr, depths):
     """{depth: uint8 (H*s, W*s, 3) RGB SR image} of a uint8 LR image (grey replicated to RGB), one trunk pass."""
     x = torch.from_numpy(as_rgb(lr).astype(np.float32) / 255.).permute(2, 0, 1)[None]
-    outputs = net.forward_exits(x, depths)
+    outputs = run_network(net, x, list(depths))  # sd_plugin.inference: the forward pass sd-upscale uses too
     return {d: tensor2img(out, rgb2bgr=False, min_max=(0, 1)) for d, out in outputs.items()}
 
 
@@ -475,6 +477,7 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
+    check_apart({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data})
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
                        args.complexity, args.warmup, args.repeats, progress=not args.quiet)
     if args.json:

@@ -11,6 +11,7 @@ import torch
 from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import check_apart
 
 PARAM_KEYS = ('params', 'params_ema')
 
@@ -139,6 +140,9 @@ def main(argv=None):
                         help='also write the student as ONNX (dynamic height/width; params_ema when exported, else '
                         'params); needs pip install -e .[onnx]')
     args = parser.parse_args(argv)
+    check_apart({'--out': args.out, '--onnx': args.onnx}, {'CKPT': args.ckpt})
+    if args.onnx and osp.realpath(args.onnx) == osp.realpath(args.out):
+        raise ConfigError(f'--onnx {args.onnx}: is also --out; give them different paths')
     if args.onnx:
         try:
             import onnx  # noqa: F401  (fail before writing anything)

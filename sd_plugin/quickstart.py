@@ -7,7 +7,8 @@ literature's protocol), parameters, MACs and CPU latency on the first validation
 model (32 features, teacher of 16 blocks, exit after block 4) trained for 1,200 iterations, about 3 minutes on 2
 cores; ``--feat 64 --blocks 32 --exit 8`` is the paper's model. An SRResNet starts as its bilinear skip (below
 bicubic) and needs on the order of a thousand iterations to leave it: runs of 300-800 iterations stayed at bilinear,
-1,200 beat bicubic by 0.3 dB. Everything goes under ``--out``, which it rewrites.
+1,200 beat bicubic by 0.3 dB. Everything goes under ``--out``: a new or empty folder, or one an earlier
+``sd-quickstart`` made (it carries a marker file); a rerun replaces only what ``sd-quickstart`` writes there.
 """
 import argparse
 import json
@@ -22,22 +23,24 @@ from os import path as osp
 import cv2
 import yaml
 
-import sd_plugin  # noqa: F401  (compat fixes, then registrations)
-from basicsr.train import train_pipeline
+import sd_plugin  # noqa: F401  (registrations)
 from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.cli import one_line_errors
-from sd_plugin.data import prepare
+from sd_plugin import compat
+from sd_plugin.data.prepare import IMAGE_EXTENSIONS, prepare_benchmark, prepare_folder
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluate import evaluate, markdown_table
 from sd_plugin.export import export
+from sd_plugin.files import check_apart, claim_folder
 
 SCALE = 4
 SKIMAGE_TRAIN = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel')
 SKIMAGE_VAL = ('chelsea', 'coffee')
-IMAGE_EXTS = ('.png', '.bmp', '.jpg', '.jpeg', '.tif', '.tiff')
+# What sd-quickstart writes under --out; a rerun removes these and nothing else.
+OUTPUTS = ('hr', 'data', 'experiments', 'tb_logger', 'train.log', 'quickstart_sd.yml', 'quickstart.json')
 
 
 def write_hr_images(out, data_dir):
@@ -54,7 +57,7 @@ def write_hr_images(out, data_dir):
         return folders
     if not osp.isdir(data_dir):
         raise ConfigError(f'--data {data_dir}: no such folder')
-    files = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(IMAGE_EXTS))
+    files = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
     if len(files) < 2:
         raise ConfigError(f'--data {data_dir}: needs at least 2 images (found {len(files)})')
     n_val = max(1, len(files) // 10)
@@ -119,6 +122,7 @@ def train(out, options):
     progress = ProgressBar(options['train']['total_iter'])
     logger.addHandler(progress)
     argv, sys.argv = sys.argv, ['sd-train', '-opt', opt_path]
+    from basicsr.train import train_pipeline
     try:
         train_pipeline(out)
     finally:
@@ -147,12 +151,18 @@ def main(argv=None):
         raise ConfigError(f'--iters {args.iters}: must be >= 1')
     SRResNetMultiExit(num_feat=args.feat, num_block=args.blocks, exits=[args.exit_depth])  # checks them early
     out = osp.abspath(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    check_apart({'--out': out}, {'--data': args.data})
+    compat.install()
+    if claim_folder(out, 'sd-quickstart'):  # an earlier quickstart's folder: replace only what it wrote
+        for name in [*OUTPUTS, *(f for f in os.listdir(out) if re.fullmatch(r'student_exit\d+_x\d+\.pth', f))]:
+            path = osp.join(out, name)
+            if osp.isdir(path) and not osp.islink(path):
+                shutil.rmtree(path)
+            elif osp.lexists(path):
+                os.remove(path)
     hr = write_hr_images(out, args.data)
-    prepare.main(['folder', '--hr', hr['train'], '--name', 'quickstart_train', '--out', osp.join(out, 'data', 'train'),
-                  '--scale', str(SCALE)])
-    prepare.main(['benchmark', '--hr', hr['val'], '--name', 'val', '--out', osp.join(out, 'data', 'val'),
-                  '--scale', str(SCALE)])
+    prepare_folder(hr['train'], 'quickstart_train', osp.join(out, 'data', 'train'), SCALE)
+    prepare_benchmark(hr['val'], 'val', osp.join(out, 'data', 'val'), [SCALE])
     options = training_options(out, args.iters, args.feat, args.blocks, args.exit_depth, args.gt_size, args.lr)
     start = time.time()
     ckpt = train(out, options)
@@ -160,7 +170,8 @@ def main(argv=None):
 
     student = osp.join(out, f'student_exit{args.exit_depth}_x{SCALE}.pth')
     arch = export(ckpt, args.exit_depth, student)
-    lr_first = cv2.imread(osp.join(out, 'data', 'val', f'LRbicx{SCALE}', sorted(os.listdir(hr['val']))[0]))
+    lr_dir = osp.join(out, 'data', 'val', f'LRbicx{SCALE}')
+    lr_first = cv2.imread(osp.join(lr_dir, sorted(os.listdir(lr_dir))[0]))  # sd-prepare writes <stem>.png
     records = evaluate([student, ckpt], osp.join(out, 'data'), ['val'], SCALE, names=['student (exported)', 'sd'],
                        lr_size=(lr_first.shape[1], lr_first.shape[0]), latency=True, log=lambda *_: None)
     with open(osp.join(out, 'quickstart.json'), 'w') as f:

@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-import sd_plugin  # noqa: F401  (compat, registrations)
+import sd_plugin  # noqa: F401  (registrations)
+from sd_plugin import compat
+
+compat.install()  # in-process tests run what the launchers run
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_DATA = osp.join(ROOT, '..', 'shared', 'data')

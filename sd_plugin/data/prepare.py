@@ -23,6 +23,7 @@ from tqdm import tqdm
 from sd_plugin.cli import one_line_errors
 from sd_plugin.data.bicubic import imresize
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import check_apart
 
 IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg')
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -117,13 +118,16 @@ def write_lmdb(folder, lmdb_path):
                         map_size=10 * total_bytes + (64 << 20))
 
 
-def publish(out, outputs, items, lmdb, overwrite):
+def publish(out, outputs, items, lmdb, overwrite, inputs):
     """Write ``items`` and move them into place; return {key: final path}.
 
     ``outputs``: {key: folder path relative to ``out``}, e.g. {'hr': 'HR_sub', 'lr': 'LR_bicubic/X4_sub'}; with
     ``lmdb`` the output is ``out/<that path with / as _>.lmdb`` instead. ``items`` yields (key, file name, image).
+    ``inputs`` ({option: path or paths}): no output may be one of them or hold one (``files.check_apart``).
     """
     finals = {k: osp.join(out, rel.replace('/', '_') + '.lmdb' if lmdb else rel) for k, rel in outputs.items()}
+    for final in finals.values():
+        check_apart({'--out': final}, inputs)
     existing = [p for p in finals.values() if osp.lexists(p)]
     if existing and not overwrite:
         raise ConfigError(f'{existing[0]} already exists: pass --overwrite to replace it')
@@ -220,24 +224,29 @@ def run_div2k(args):
         pairs = bicubic_pairs(hr_paths, args.scale, 'DIV2K')
     outputs = {'hr': 'DIV2K_train_HR_sub', 'lr': f'DIV2K_train_LR_bicubic/X{args.scale}_sub'}
     items = paired_items(pairs, args.scale, True, args.crop, args.step)
-    return publish(args.out or osp.join('datasets', 'DIV2K'), outputs, items, args.lmdb, args.overwrite)
+    return publish(args.out or osp.join('datasets', 'DIV2K'), outputs, items, args.lmdb, args.overwrite,
+                   {'--root': args.root})
 
 
-def run_folder(args):
-    paths = list_images(args.hr, '--hr')
-    if args.lmdb:
+def prepare_folder(hr, name, out, scale=4, subimages=False, crop=480, step=240, lmdb=False, overwrite=False):
+    """HR images of the folders ``hr`` -> ``out/HR`` and ``out/LR_bicubic/X<scale>`` (``_sub`` with sub-images,
+    ``.lmdb`` with ``lmdb``), every file named ``<stem>.png``. Returns {'hr': path, 'lr': path}."""
+    hr = [hr] if isinstance(hr, str) else list(hr)
+    paths = list_images(hr, '--hr')
+    if lmdb:
         for p in paths:
             check_lmdb_key(p)
-    suffix = '_sub' if args.subimages else ''
-    outputs = {'hr': f'HR{suffix}', 'lr': f'LR_bicubic/X{args.scale}{suffix}'}
-    items = paired_items(bicubic_pairs(paths, args.scale, args.name), args.scale, args.subimages, args.crop,
-                         args.step)
-    return publish(args.out or osp.join('datasets', args.name), outputs, items, args.lmdb, args.overwrite)
+    suffix = '_sub' if subimages else ''
+    outputs = {'hr': f'HR{suffix}', 'lr': f'LR_bicubic/X{scale}{suffix}'}
+    items = paired_items(bicubic_pairs(paths, scale, name), scale, subimages, crop, step)
+    return publish(out or osp.join('datasets', name), outputs, items, lmdb, overwrite, {'--hr': hr})
 
 
-def run_benchmark(args):
-    paths = list_images(args.hr, '--hr')
-    scales = sorted(set(args.scale))
+def prepare_benchmark(hr, name, out, scales=(2, 3, 4), overwrite=False):
+    """A benchmark HR folder -> ``out/GTmod<s>/<stem>.png`` and ``out/LRbicx<s>/<stem>.png`` for each scale.
+    Returns {'gt<s>': path, 'lr<s>': path, ...}."""
+    paths = list_images(hr, '--hr')
+    scales = sorted(set(scales))
     if scales[0] < 2:
         raise ConfigError(f'--scale {scales[0]}: must be >= 2')
     outputs = {}
@@ -245,14 +254,23 @@ def run_benchmark(args):
         outputs.update({f'gt{s}': f'GTmod{s}', f'lr{s}': f'LRbicx{s}'})
 
     def items():
-        for path in tqdm(paths, desc=args.name, unit='image'):
+        for path in tqdm(paths, desc=name, unit='image'):
             img = read_image(path)
             for s in scales:
-                hr = mod_crop(img, s, path)
-                yield f'gt{s}', f'{stem(path)}.png', hr
-                yield f'lr{s}', f'{stem(path)}.png', imresize(hr, 1 / s)
+                gt = mod_crop(img, s, path)
+                yield f'gt{s}', f'{stem(path)}.png', gt
+                yield f'lr{s}', f'{stem(path)}.png', imresize(gt, 1 / s)
 
-    return publish(args.out or osp.join('datasets', args.name), outputs, items(), False, args.overwrite)
+    return publish(out or osp.join('datasets', name), outputs, items(), False, overwrite, {'--hr': hr})
+
+
+def run_folder(args):
+    return prepare_folder(args.hr, args.name, args.out, args.scale, args.subimages, args.crop, args.step, args.lmdb,
+                          args.overwrite)
+
+
+def run_benchmark(args):
+    return prepare_benchmark(args.hr, args.name, args.out, args.scale, args.overwrite)
 
 
 def build_parser():

@@ -5,8 +5,9 @@ first batch, and the random crops and flips come from the global ``random`` stat
 re-seeded identically at every epoch), which a restart does not restore. Here every sample's augmentation is seeded
 from (manual_seed, epoch, its position in the epoch), and the sampler can start mid-epoch. The same positions are
 global across ranks, so a 2-process run sees the same samples, augmented the same way, as a 1-process run with the
-same total batch. ``sd_plugin.compat`` installs both into ``basicsr.train``.
+same total batch. ``sd_plugin.compat.install`` installs both into ``basicsr.train``.
 """
+import os
 import random
 import zlib
 
@@ -39,15 +40,19 @@ class ResumableSampler(EnlargedSampler):
 
 class SeededDataset(Dataset):
     """Wraps a BasicSR dataset. Item ``(epoch, position, index)`` loads ``dataset[index]`` with ``random`` and
-    ``numpy.random`` seeded from (seed, epoch, position); a plain ``index`` loads it unseeded. Any error while loading
-    becomes a one-line ConfigError naming the files of that item.
-
-    Attributes:
-        opt (dict): the wrapped dataset's options (BasicSR reads ``dataset.opt``).
+    ``numpy.random`` seeded from (seed, epoch, position); a plain ``index`` loads it unseeded. Every other
+    attribute (``opt``, ``paths``, ``data_info``, ...) is the wrapped dataset's. When an item fails to load because
+    one of its files is unreadable, the error is a one-line ConfigError naming that file; any other error is a bug
+    and propagates unchanged.
     """
 
     def __init__(self, dataset, seed):
-        self.dataset, self.seed, self.opt = dataset, seed, dataset.opt
+        self.dataset, self.seed = dataset, seed
+
+    def __getattr__(self, name):  # only called for attributes not found on the wrapper itself
+        if name == 'dataset':  # not set yet (unpickling in a DataLoader worker)
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
 
     def __len__(self):
         return len(self.dataset)
@@ -63,11 +68,18 @@ class SeededDataset(Dataset):
         try:
             return self.dataset[index]
         except Exception as err:
-            raise ConfigError(f'datasets {self.opt.get("name")!r}: cannot load {self.describe(index)} '
-                              f'({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ""})') from None
+            unreadable = self.unreadable_files(index)
+            if not unreadable:
+                raise
+            raise ConfigError(f'datasets {self.opt.get("name")!r}: cannot read {", ".join(unreadable)} '
+                              f'({type(err).__name__})') from None
 
-    def describe(self, index):
-        """The files of item ``index``: the unreadable one if it can be told, else all of them."""
-        paths = [str(p) for p in getattr(self.dataset, 'paths', [{}])[index].values()]
-        unreadable = [p for p in paths if cv2.imread(p, cv2.IMREAD_UNCHANGED) is None]
-        return ', '.join(unreadable or paths) or f'item {index}'
+    def unreadable_files(self, index):
+        """The files of item ``index`` (BasicSR's ``paths[index]``, for a dataset read from disk) that are missing
+        or that cv2 cannot read. LMDB keys are not files: nothing can be told of them here."""
+        if (self.opt.get('io_backend') or {}).get('type', 'disk') != 'disk':
+            return []
+        paths = getattr(self.dataset, 'paths', None)
+        entry = paths[index] if paths is not None and index < len(paths) else None
+        files = [str(p) for p in entry.values()] if isinstance(entry, dict) else []
+        return [p for p in files if not os.path.isfile(p) or cv2.imread(p, cv2.IMREAD_UNCHANGED) is None]

@@ -1,0 +1,85 @@
+"""Reading and writing image files: the accepted extensions, defined once for the whole package.
+
+``read_image`` returns the array exactly as stored (OpenCV's ``IMREAD_UNCHANGED``: BGR / BGRA channel order, grey as
+a 2-D array, uint8 or uint16 as in the file); ``write_image`` writes through a temporary file in the same folder and
+renames it into place, so an interrupted write never leaves a half-written image under the final name.
+"""
+import os
+import tempfile
+from os import path as osp
+
+import cv2
+import numpy as np
+
+from sd_plugin.errors import ConfigError
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+# What OpenCV's encoders keep (checked with opencv-python 5.0): the others silently drop alpha or cut 16 bits to 8.
+SIXTEEN_BIT_EXTENSIONS = ('.png', '.tif', '.tiff')
+ALPHA_EXTENSIONS = ('.png', '.tif', '.tiff', '.bmp', '.webp')  # alpha at 8 bits; at 16 bits: png and tif only
+
+
+def is_image_file(path):
+    """Whether ``path`` has one of ``IMAGE_EXTENSIONS`` (case-insensitive)."""
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def read_image(path):
+    """The image at ``path`` exactly as stored (``cv2.IMREAD_UNCHANGED``): (H, W) grey or (H, W, C) BGR / BGRA,
+    uint8 or uint16. A missing, corrupt or non-image file raises a one-line ConfigError naming it."""
+    if not osp.isfile(path):
+        raise ConfigError(f'{path}: no such file')
+    try:
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ConfigError(f'{path}: cannot read this image ({str(err).strip().splitlines()[-1]})') from None
+    if img is None or img.size == 0:
+        raise ConfigError(f'{path}: cannot read this image (corrupt, truncated or not an image)')
+    return img
+
+
+def check_writable(img, ext):
+    """A ConfigError unless an image like ``img`` can be stored as ``ext`` (e.g. '.jpg') without losing its alpha
+    channel or its 16 bits. The message says which extensions can."""
+    ext = ext.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ConfigError(f'{ext}: not an image extension ({"/".join(IMAGE_EXTENSIONS)})')
+    alpha = img.ndim == 3 and img.shape[2] == 4
+    if img.dtype == np.uint16 and ext not in SIXTEEN_BIT_EXTENSIONS:
+        raise ConfigError(f'a 16-bit image cannot be written as {ext} without losing bits (use --ext png or tif)')
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ConfigError(f'a {img.dtype} image cannot be written (8- and 16-bit images only)')
+    if alpha and ext not in ALPHA_EXTENSIONS:
+        raise ConfigError(f'an image with alpha cannot be written as {ext} without losing it (use --ext png, tif or '
+                          f'webp)')
+
+
+def write_image(path, img, params=None):
+    """Write ``img`` (as ``read_image`` returns them) to ``path``, atomically: OpenCV encodes it into a temporary file
+    in the same folder (format from ``path``'s extension), which is flushed and renamed over ``path``. The folder is
+    created if needed. ConfigError naming ``path`` if OpenCV cannot encode it; nothing is left behind then."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    ext = osp.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix=ext, dir=folder)
+    os.close(fd)
+    try:
+        try:
+            ok = cv2.imwrite(tmp, img, params or [])
+        except cv2.error as err:
+            raise ConfigError(f'{path}: cannot write this image ({str(err).strip().splitlines()[-1]})') from None
+        if not ok:
+            raise ConfigError(f'{path}: cannot write this image (OpenCV has no {ext or "such"} encoder here)')
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a written image gets the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise

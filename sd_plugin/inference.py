@@ -1,0 +1,364 @@
+"""Running a trained SRResNet on images: the one inference path that ``sd-eval`` and ``sd-upscale`` share.
+
+* ``load_sr_network``: any SRResNet checkpoint (a ``SRResNetMultiExit`` one, a stock BasicSR ``MSRResNet`` one, an
+  ``sd-export``-ed student, fp16 parameters included) as an ``SRResNetMultiExit`` in eval mode whose plain forward
+  is the chosen output (``deploy_exit``: only that many blocks run).
+* ``run_network``: the forward pass on a float tensor, whole or in tiles that overlap by a padding of real
+  neighbouring pixels, so the tiled result equals the untiled one.
+* ``upscale_array``: an image as ``sd_plugin.imageio.read_image`` returns it (grey, BGR or BGRA, 8 or 16 bits) in,
+  the same kind of image, ``scale`` times larger, out.
+
+Receptive field (``receptive_field``), in LR pixels, of an output pixel of an SRResNet running ``d`` residual blocks
+at any scale (2, 3, 4): ``2 d + 3``. Each 3x3 convolution at LR resolution widens it by one LR pixel: ``conv_first``
+(1), two per residual block (2 d), ``upconv1`` (1). The convolutions after the first pixel shuffle work at 2x or
+3x / 4x resolution: at x4, ``upconv2`` (one 2x pixel), ``conv_hr`` and ``conv_last`` (one 4x pixel each), together
+one LR pixel for every sub-pixel position (HR pixel ``4p + r`` depends on LR pixels ``p - 1 .. p + 1`` through
+them, for each r in 0..3); at x2 and x3 ``conv_hr`` + ``conv_last`` also reach exactly one LR pixel. The bilinear
+global skip reads LR pixels ``p - 1 .. p + 1`` too, in parallel with the convolutions, so it does not add to the
+radius. A tile padded by at least this many real pixels on every side that has them therefore gives exactly the
+pixels of the untiled pass (the network's zero padding then only ever touches the image border, as untiled);
+``tests/test_upscale.py`` checks the radius against the gradient's support and the tiled against the untiled output.
+"""
+import contextlib
+import math
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
+from sd_plugin.checkpoint import load_checkpoint, params
+from sd_plugin.errors import ConfigError
+from sd_plugin.export import infer_arch, student_state_dict
+
+PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+ALPHA_MODES = ('bicubic', 'network')
+# A grey image runs as R = G = B; its output goes back to grey with the BT.601 luma on the full range (the weights
+# sd-eval uses, 65.481/219, 128.553/219, 24.966/219): the exact inverse of the replication.
+GREY_WEIGHTS = (0.299, 0.587, 0.114)
+BICUBIC_PAD = 2  # radius (LR pixels) of bicubic interpolation: taps floor(u) - 1 .. floor(u) + 2
+
+
+def receptive_field(depth):
+    """Radius in LR pixels of the input an output pixel depends on, for an SRResNet running ``depth`` blocks (see
+    the module docstring): ``2 * depth + 3``. The default tile padding."""
+    return 2 * depth + 3
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def load_sr_network(ckpt, exit=None, param_key=None):
+    """Load an SRResNet checkpoint for inference.
+
+    Args:
+        ckpt (str): a ``SRResNetMultiExit`` checkpoint (keys ``exit_heads.*``), a stock BasicSR ``MSRResNet`` one or
+            an ``sd-export``-ed student; a dict with ``params`` / ``params_ema``, or a bare state dict. The
+            architecture is read off the state dict (``sd_plugin.export.infer_arch``).
+        exit (int | None): the output to run: an exit depth or the teacher depth of a multi-exit checkpoint; None:
+            the teacher (``num_block``). A single-output checkpoint accepts only None or its ``num_block``.
+        param_key (str | None): weights to use; default ``params_ema`` when present, else ``params``.
+    Returns:
+        tuple[SRResNetMultiExit, dict]: the network (CPU, float32, eval mode, no grad; ``deploy_exit`` = the chosen
+        depth, so ``net(x)`` runs only those blocks) and ``info``: ``path``, ``param_key`` (None for a bare state
+        dict), ``kind`` ('multi-exit' or 'MSRResNet'), ``arch``, ``depth``, ``scale``, ``receptive_field``,
+        ``params`` (parameters that run for that output), ``stored_dtype``.
+    Raises:
+        ConfigError: one line naming the file, key or exit.
+    """
+    path = str(ckpt)
+    holder = load_checkpoint(path)
+    if param_key is not None:
+        key, state = param_key, params(holder, param_key, path)
+    elif 'params_ema' in holder or 'params' in holder:
+        key = 'params_ema' if 'params_ema' in holder else 'params'
+        state = holder[key]
+    elif 'conv_first.weight' in holder:  # a bare state dict
+        key, state = None, holder
+    else:
+        state = params(holder, 'params', path)  # raises, naming what the file has
+    if not isinstance(state, dict):
+        raise ConfigError(f'{path}: {key} is a {type(state).__name__}, not a state dict')
+    try:
+        arch = infer_arch(state)
+    except ConfigError as err:
+        raise ConfigError(f'{path}: {err}') from None
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f'{path}: not an MSRResNet / SRResNetMultiExit state dict ({type(err).__name__})') from None
+    if arch['num_in_ch'] != 3 or arch['num_out_ch'] != 3 or arch['num_block'] < 1 or arch['upscale'] not in (2, 3, 4):
+        raise ConfigError(f'{path}: a {arch["num_in_ch"]}-in / {arch["num_out_ch"]}-out channel, x{arch["upscale"]} '
+                          f'network with {arch["num_block"]} blocks; only RGB x2/x3/x4 SRResNets are supported')
+    depth = arch['num_block'] if exit is None else exit
+    if depth != arch['num_block'] and depth not in arch['exits']:
+        if arch['exits']:
+            raise ConfigError(f'--exit {exit}: {path} has exits {arch["exits"]} and teacher depth {arch["num_block"]}')
+        raise ConfigError(f'--exit {exit}: {path} is a single-output MSRResNet with {arch["num_block"]} blocks '
+                          f'(leave --exit out)')
+    net = SRResNetMultiExit(**arch, deploy_exit=depth)
+    try:
+        net.load_state_dict(state, strict=True)  # copies fp16 / bf16 parameters into the float32 network
+    except RuntimeError as err:
+        raise ConfigError(f'{path}: not an MSRResNet / SRResNetMultiExit state dict '
+                          f'({str(err).splitlines()[0]})') from None
+    net.eval().requires_grad_(False)
+    dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values() if torch.is_tensor(v)})
+    info = dict(path=path, param_key=key, kind='multi-exit' if arch['exits'] else 'MSRResNet', arch=arch,
+                depth=depth, scale=arch['upscale'], receptive_field=receptive_field(depth),
+                params=sum(v.numel() for v in student_state_dict(state, depth).values()), stored_dtype='/'.join(dtypes))
+    return net, info
+
+
+class OnnxNetwork:
+    """An ONNX SR model run by onnxruntime, with what ``run_network`` and ``upscale_array`` need: ``upscale``,
+    ``deploy_exit`` (its number of residual blocks, read off the initializer names and shapes as
+    ``sd_plugin.export.infer_arch`` reads a state dict; None when they are not there) and ``net(x)`` on a float
+    tensor. The file has one input and one output (``sd-export --onnx`` writes ``lr`` -> ``sr``); the scale is
+    measured on an 8 x 8 probe input. CPU (``CPUExecutionProvider``), or CUDA with onnxruntime-gpu."""
+
+    def __init__(self, path, device='cpu'):
+        try:
+            import onnx
+            import onnxruntime
+        except ImportError:
+            raise ConfigError('--backend onnxruntime needs onnx and onnxruntime: pip install -e .[onnx]') from None
+        device = torch.device(device)
+        providers = ['CPUExecutionProvider']
+        if device.type == 'cuda':
+            if 'CUDAExecutionProvider' not in onnxruntime.get_available_providers():
+                raise ConfigError('--backend onnxruntime --device cuda: this onnxruntime has no CUDAExecutionProvider '
+                                  '(install onnxruntime-gpu, or use --device cpu)')
+            providers.insert(0, 'CUDAExecutionProvider')
+        try:
+            model = onnx.load(path, load_external_data=False)
+            self.session = onnxruntime.InferenceSession(path, providers=providers)
+        except Exception as err:  # onnx / onnxruntime raise many types for a bad file
+            raise ConfigError(f'{path}: not a readable ONNX model ({type(err).__name__})') from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ConfigError(f'{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}')
+        self.input_name, self.output_name, self.path = inputs[0].name, outputs[0].name, path
+        shapes = {i.name: torch.empty(tuple(i.dims), device='meta') for i in model.graph.initializer}
+        try:
+            arch = infer_arch(shapes)
+            self.deploy_exit = arch['num_block'] or None
+        except (ConfigError, KeyError, ValueError, ZeroDivisionError):
+            arch, self.deploy_exit = None, None
+        probe = self(torch.zeros(1, 3, 8, 8))
+        if probe.ndim != 4 or probe.shape[1] != 3 or probe.shape[2] % 8 or probe.shape[2] != probe.shape[3]:
+            raise ConfigError(f'{path}: an (1, 3, 8, 8) input gives {tuple(probe.shape)}, not an RGB SR output')
+        self.upscale = probe.shape[2] // 8
+        self.arch = arch
+
+    def __call__(self, x):
+        out = self.session.run([self.output_name], {self.input_name: x.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(out)
+
+    def to(self, device):
+        return self
+
+
+def network_depth(net, depth=None):
+    """The number of residual blocks that run for output ``depth`` of ``net`` (None: its plain forward's)."""
+    if depth is not None:
+        return depth
+    if hasattr(net, 'deploy_exit'):
+        return net.deploy_exit
+    return len(net.body) if hasattr(net, 'body') else None  # a stock MSRResNet; None: unknown
+
+
+def net_device(net):
+    """The device of ``net``'s parameters (a network without parameters, e.g. an ONNX session: the CPU)."""
+    tensor = next(iter(net.parameters()), None) if hasattr(net, 'parameters') else None
+    return torch.device('cpu') if tensor is None else tensor.device
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+def tile_grid(height, width, tile):
+    """[(y0, y1, x0, x1)] LR tiles of at most ``tile`` x ``tile`` pixels covering the image, row by row; the last
+    ones of a row / column are cut at the border. ``tile <= 0``: the whole image."""
+    if tile <= 0:
+        return [(0, height, 0, width)]
+    return [(y0, min(y0 + tile, height), x0, min(x0 + tile, width))
+            for y0 in range(0, height, tile) for x0 in range(0, width, tile)]
+
+
+def run_tiled(fn, x, scale, tile=0, tile_pad=0, sink=None, progress=None):
+    """Apply ``fn`` (an (N, C, h, w) tensor -> list of (N, C', h*scale, w*scale) tensors) to ``x`` tile by tile.
+
+    Each tile of ``tile_grid`` is cut out of ``x`` with ``tile_pad`` more pixels on every side where the image has
+    them (real neighbouring pixels, never zeros beyond the tile), and only its own part of the output is kept.
+
+    Args:
+        sink (callable | None): ``sink(rows, cols, outputs)`` receives each tile's outputs and the HR slices they
+            fill; the function then returns None. Without it, the outputs are assembled into full-size tensors
+            (allocated once, on the outputs' device and dtype) and returned as a list.
+        progress (callable | None): called with no argument after each tile.
+    """
+    _, _, height, width = x.shape
+    grid = tile_grid(height, width, tile)
+    results = None
+    for y0, y1, x0, x1 in grid:
+        ya, yb, xa, xb = max(0, y0 - tile_pad), min(height, y1 + tile_pad), max(0, x0 - tile_pad), min(width,
+                                                                                                     x1 + tile_pad)
+        outputs = fn(x[:, :, ya:yb, xa:xb])
+        if (ya, yb, xa, xb) != (y0, y1, x0, x1):
+            keep = (slice(None), slice(None), slice((y0 - ya) * scale, (y1 - ya) * scale),
+                    slice((x0 - xa) * scale, (x1 - xa) * scale))
+            outputs = [out[keep] for out in outputs]
+        rows, cols = slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale)
+        if sink is not None:
+            sink(rows, cols, outputs)
+        elif len(grid) == 1:
+            results = outputs
+        else:
+            if results is None:
+                results = [out.new_empty((out.shape[0], out.shape[1], height * scale, width * scale))
+                           for out in outputs]
+            for result, out in zip(results, outputs):
+                result[:, :, rows, cols] = out
+        del outputs
+        if progress is not None:
+            progress()
+    return results
+
+
+def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=None):
+    """The SR output(s) of ``net`` for a float input ``x`` (N, 3, h, w) in [0, 1], under ``torch.inference_mode``.
+
+    Args:
+        net: an ``SRResNetMultiExit`` (run as ``forward_exits(x, depths)``: one trunk pass, only as many blocks as
+            the deepest output needs) or any network called as ``net(x)`` (a stock ``MSRResNet``, whose depth is
+            its number of blocks).
+        x (Tensor): the whole LR input; each tile is moved to ``net``'s device.
+        depth (int | list[int] | None): the output depth; None: the network's plain output (``deploy_exit``); a
+            list: several outputs of the same trunk pass.
+        tile (int): tile size in LR pixels; 0: the whole input in one pass.
+        tile_pad (int | None): pixels of overlap on every side of a tile; None: ``receptive_field`` of the deepest
+            output, with which the tiled output equals the untiled one up to float rounding.
+        sink, progress: as ``run_tiled``.
+    Returns:
+        Tensor (``depth`` an int or None) or {depth: Tensor} (``depth`` a list), on ``net``'s device; None with a
+        ``sink``, which then receives ``(rows, cols, [outputs in the order of depth])`` per tile.
+    """
+    several = isinstance(depth, (list, tuple))
+    depths = [network_depth(net, d) for d in (depth if several else [depth])]
+    if tile_pad is None and tile > 0 and None in depths:
+        raise ConfigError('the receptive field of this network is unknown (its residual blocks were not found): give '
+                          '--tile-pad')
+    pad = tile_pad if tile_pad is not None else 0 if tile <= 0 else receptive_field(max(depths))
+    if pad < 0:
+        raise ConfigError(f'--tile-pad {pad}: must be >= 0')
+    if not hasattr(net, 'forward_exits') and any(d != network_depth(net) for d in depths):
+        raise ConfigError(f'exit {depths}: this network has a single output, at depth {network_depth(net)}')
+    device = net_device(net)
+
+    def forward(t):
+        t = t.to(device, non_blocking=True)
+        if hasattr(net, 'forward_exits'):
+            outputs = net.forward_exits(t, depths)
+            return [outputs[d] for d in depths]
+        return [net(t)] * len(depths)
+
+    with torch.inference_mode():
+        results = run_tiled(forward, x, net.upscale, tile, pad, sink, progress)
+    if results is None:
+        return None
+    return dict(zip(depths, results)) if several else results[0]
+
+
+def count_tiles(height, width, tile):
+    """Number of tiles ``run_network`` runs for an LR image of that size."""
+    return 1 if tile <= 0 else math.ceil(height / tile) * math.ceil(width / tile)
+
+
+def autocast(device, precision):
+    """A ``torch.autocast`` context for ``precision`` ('fp32': disabled) on ``device``; ConfigError for fp16 off
+    CUDA."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f'--precision {precision!r}: must be one of {", ".join(PRECISIONS)}')
+    device = torch.device(device)
+    if precision == 'fp16' and device.type != 'cuda':
+        raise ConfigError(f'--precision fp16 needs --device cuda (this run is on {device.type}; use fp32 or bf16)')
+    if precision == 'fp32':
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32', alpha='bicubic', progress=None):
+    """Super-resolve an image as ``sd_plugin.imageio.read_image`` returns it.
+
+    Args:
+        net: a network as ``load_sr_network`` returns it (``upscale`` = s); moved to ``device`` (``nn.Module.to``).
+        img (ndarray): (H, W) grey, (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA; uint8 (/ 255) or uint16 (/ 65535).
+        tile, tile_pad: as ``run_network`` (None: the receptive field).
+        device (str | torch.device | None): None: where ``net`` is.
+        precision (str): 'fp32', 'bf16' (autocast) or 'fp16' (autocast, CUDA only).
+        alpha (str): the alpha channel of a BGRA image: 'bicubic' (bicubic interpolation, PyTorch's with a = -0.75
+            as OpenCV's INTER_CUBIC, done tile by tile with the 2 pixels of padding that make it exact) or
+            'network' (run through the network as a grey image).
+        progress (callable | None): called after each network tile (twice as many with ``alpha='network'``).
+    Returns:
+        ndarray: (H*s, W*s) with the same channels (grey stays grey, BGRA stays BGRA) and dtype. Grey images run as
+        R = G = B and the output is brought back with the BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of its channels
+        clipped to [0, 1] (as sd-eval). Values are clipped to [0, 1] and rounded. The output is allocated once, in its final dtype; tiles are
+        converted and written into it one at a time, so the memory besides the input and output is one tile's.
+    """
+    if img.dtype == np.uint8:
+        top = 255.
+    elif img.dtype == np.uint16:
+        top = 65535.
+    else:
+        raise ConfigError(f'a {img.dtype} image: only 8- and 16-bit images are supported')
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim != 2 and not (img.ndim == 3 and img.shape[2] in (3, 4)):
+        raise ConfigError(f'an image of shape {img.shape}: expected grey, BGR or BGRA')
+    if alpha not in ALPHA_MODES:
+        raise ConfigError(f'--alpha {alpha!r}: must be one of {", ".join(ALPHA_MODES)}')
+    if device is not None:
+        net = net.to(device)
+    device = net_device(net)
+    cast = autocast(device, precision)
+    scale, (height, width) = net.upscale, img.shape[:2]
+    out = np.empty((height * scale, width * scale) + img.shape[2:], img.dtype)
+    grey_weights = torch.tensor(GREY_WEIGHTS, device=device).view(3, 1, 1)
+
+    def to_input(channels):
+        """(H, W) or (H, W, 3) RGB integer array -> (1, 3, H, W) float32 tensor in [0, 1] (grey: a 3-channel view)."""
+        t = torch.from_numpy(np.ascontiguousarray(channels)).to(torch.float32).div_(top)
+        return t.expand(1, 3, height, width) if channels.ndim == 2 else t.permute(2, 0, 1)[None]
+
+    def quantise(t):
+        t = t.float().clamp_(0, 1).mul_(top).round_()
+        return t.to(torch.uint8 if top == 255. else torch.int32).cpu().numpy()
+
+    def write(channel_index, to_grey):
+        def sink(rows, cols, outputs):
+            t = outputs[0][0]
+            if to_grey:  # each channel clipped first, as sd-eval measures the RGB output brought back to grey
+                t = (t.float().clamp(0, 1) * grey_weights).sum(0, keepdim=True)
+            values = quantise(t).transpose(1, 2, 0)  # (h, w, c)
+            if out.ndim == 2:
+                out[rows, cols] = values[..., 0]
+            elif channel_index is None:
+                out[rows, cols, :3] = values[..., ::-1]  # RGB -> BGR
+            else:
+                out[rows, cols, channel_index] = values[..., 0]
+        return sink
+
+    grey = img.ndim == 2
+    with cast:
+        run_network(net, to_input(img if grey else img[..., 2::-1]), None, tile, tile_pad, write(None, grey), progress)
+        if img.ndim == 3 and img.shape[2] == 4:
+            if alpha == 'network':
+                run_network(net, to_input(img[..., 3]), None, tile, tile_pad, write(3, True), progress)
+            else:
+                def bicubic(t):
+                    t = t.to(device).float()
+                    return [F.interpolate(t, scale_factor=scale, mode='bicubic', align_corners=False)]
+                alpha_in = torch.from_numpy(np.ascontiguousarray(img[..., 3])).to(torch.float32).div_(top)[None, None]
+                with torch.inference_mode():
+                    run_tiled(bicubic, alpha_in, scale, tile, BICUBIC_PAD, write(3, False))
+    return out

@@ -1,0 +1,264 @@
+"""sd-upscale: upscale your own images with a trained student, or any SRResNet checkpoint.
+
+Example::
+
+    sd-upscale photos/ extra/*.jpg --model student_x4.pth --out upscaled
+    sd-upscale big.png --model experiments/sd/models/net_g_latest.pth --exit 8 --out up --tile 256
+
+--model: an ``sd-export``-ed student or any stock BasicSR ``MSRResNet`` checkpoint (``params`` / ``params_ema``,
+fp16 parameters too), or a multi-exit ``SRResNetMultiExit`` checkpoint with ``--exit k`` (default: the teacher), of
+which only the first k blocks run; with ``--backend onnxruntime``, an ``sd-export --onnx`` file.
+
+Inputs: files, folders (their images, not sub-folders) and glob patterns; PNG, JPEG, BMP, TIFF, WebP. Each output
+is ``--out/<name><suffix>.<ext>``, of the same kind as its input: grey stays grey (run as R = G = B, written back as
+the BT.601 luma 0.299 R + 0.587 G + 0.114 B of the output, which sd-eval uses too), RGBA stays RGBA (colour
+through the network, alpha upscaled bicubically, or with ``--alpha network`` through the network as grey), 16-bit
+stays 16-bit. Outputs are written atomically; an input is never overwritten, and an existing output only with
+``--overwrite``.
+
+Tiling (``--tile``, in LR pixels) bounds memory: each tile runs with ``--tile-pad`` real neighbouring pixels on every
+side (default: the network's receptive field, 2 x blocks + 3), so the result equals the untiled one.
+
+Exit status: 0; 1 when some inputs failed (each named on one line, the others are still written); 2 for bad
+arguments.
+"""
+import argparse
+import glob
+import os
+import sys
+import time
+from os import path as osp
+
+import torch
+from tqdm import tqdm
+
+from sd_plugin.cli import one_line_errors
+from sd_plugin.errors import ConfigError
+from sd_plugin.imageio import IMAGE_EXTENSIONS, check_writable, is_image_file, read_image, write_image
+from sd_plugin.inference import (ALPHA_MODES, PRECISIONS, OnnxNetwork, autocast, count_tiles, load_sr_network,
+                                 receptive_field, upscale_array)
+
+PROG = 'sd-upscale'
+DEFAULT_TILE = 512
+EXTENSIONS = sorted({e[1:] for e in IMAGE_EXTENSIONS})
+
+
+def expand_inputs(args):
+    """(paths, errors): the image files that the INPUT arguments name, in order and without repeats (one file named
+    twice runs once), and a one-line error for each argument that names nothing readable."""
+    paths, errors, seen = [], [], set()
+    for arg in args:
+        if osp.isdir(arg):
+            found = sorted(osp.join(arg, f) for f in os.listdir(arg) if is_image_file(f)
+                           and osp.isfile(osp.join(arg, f)))
+            if not found:
+                errors.append(f'{arg}: no images ({"/".join(EXTENSIONS)}) in this folder')
+        elif osp.isfile(arg):
+            found = [arg]
+        elif glob.has_magic(arg):
+            found = sorted(p for p in glob.glob(arg) if osp.isfile(p) and is_image_file(p))
+            if not found:
+                errors.append(f'{arg}: matches no image files')
+        else:
+            errors.append(f'{arg}: no such file or folder')
+            found = []
+        for p in found:
+            key = osp.realpath(p)
+            if key not in seen:
+                seen.add(key)
+                paths.append(p)
+    return paths, errors
+
+
+def output_path(path, out_dir, suffix, ext):
+    """``out_dir/<stem of path><suffix>.<ext>``; ``ext`` 'auto' keeps the input's extension."""
+    stem, own_ext = osp.splitext(osp.basename(path))
+    return osp.join(out_dir, stem + suffix + (own_ext if ext == 'auto' else '.' + ext))
+
+
+def file_id(path):
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def pick_device(name):
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ConfigError('--device cuda: CUDA is not available here (use --device cpu)')
+    return torch.device(name)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n\n')[0],
+                                     epilog='example: sd-upscale photos/ --model student_x4.pth --out upscaled')
+    parser.add_argument('inputs', nargs='+', metavar='INPUT', help='image files, folders (not recursive) or glob '
+                        f'patterns ({"/".join(EXTENSIONS)})')
+    parser.add_argument('--model', required=True, metavar='CKPT', help='exported student, MSRResNet checkpoint, '
+                        'multi-exit checkpoint (with --exit) or, with --backend onnxruntime, an .onnx file')
+    parser.add_argument('--out', required=True, metavar='DIR', help='output folder (created if needed)')
+    parser.add_argument('--exit', type=int, default=None, dest='depth',
+                        help='output of a multi-exit checkpoint: an exit depth (default: the teacher)')
+    parser.add_argument('--param-key', default=None, help='weights to use (default: params_ema if present, else '
+                        'params)')
+    parser.add_argument('--suffix', default='_x{scale}', help='added to each output name; {scale} becomes the scale '
+                        '(default: _x{scale}, e.g. photo_x4.png)')
+    parser.add_argument('--ext', default='auto', choices=['auto', *EXTENSIONS],
+                        help="output format (default: auto, the input's)")
+    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs (default: skip them); '
+                        'an input file is never overwritten')
+    parser.add_argument('--tile', type=int, default=DEFAULT_TILE, help='tile size in LR pixels, bounds memory; 0: '
+                        f'the whole image in one pass (default: {DEFAULT_TILE})')
+    parser.add_argument('--tile-pad', type=int, default=None, help='LR pixels of overlap on every side of a tile '
+                        '(default: the receptive field, 2 x blocks + 3, which makes tiling exact)')
+    parser.add_argument('--alpha', default='bicubic', choices=ALPHA_MODES,
+                        help='alpha channel of RGBA images: bicubic upscaling (default) or the network, as grey')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='default: cuda if available')
+    parser.add_argument('--precision', default='fp32', choices=list(PRECISIONS),
+                        help='fp32 (default), bf16 (autocast) or fp16 (autocast, CUDA only)')
+    parser.add_argument('--backend', default='torch', choices=['torch', 'onnxruntime'],
+                        help='torch (default), or onnxruntime for an .onnx --model (fp32)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bars (shown on a terminal only) and no line '
+                        'per written image')
+    return parser
+
+
+def load_network(args, device):
+    """(net, info, description) for the arguments."""
+    if args.backend == 'onnxruntime':
+        if args.depth is not None or args.param_key is not None:
+            raise ConfigError('--exit and --param-key apply to .pth checkpoints, not to --backend onnxruntime')
+        if args.precision != 'fp32':
+            raise ConfigError(f'--precision {args.precision}: --backend onnxruntime runs fp32')
+        if not osp.isfile(args.model):
+            raise ConfigError(f'{args.model}: no such ONNX file')
+        net = OnnxNetwork(args.model, device)
+        depth = net.deploy_exit
+        info = dict(scale=net.upscale, depth=depth, receptive_field=None if depth is None else receptive_field(depth))
+        blocks = 'unknown blocks' if depth is None else f'{depth} blocks'
+        return net, info, f'{args.model} [onnxruntime] x{net.upscale}, {blocks}'
+    net, info = load_sr_network(args.model, args.depth, args.param_key)
+    arch = info['arch']
+    if info['kind'] != 'multi-exit':
+        which = 'MSRResNet'
+    elif info['depth'] == arch['num_block']:
+        which = f'the teacher of a multi-exit checkpoint (exits {arch["exits"]})'
+    else:
+        which = f'exit {info["depth"]} of a multi-exit checkpoint (teacher depth {arch["num_block"]})'
+    return net.to(device), info, (f'{args.model} [{info["param_key"] or "state dict"}, {info["stored_dtype"]}] {which}'
+                                  f': num_feat={arch["num_feat"]}, {info["depth"]} blocks, x{info["scale"]}, '
+                                  f'{info["params"] / 1e6:.3f} M params')
+
+
+@one_line_errors(PROG)
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.tile < 0:
+        raise ConfigError(f'--tile {args.tile}: must be >= 0 (0: no tiling)')
+    if args.tile_pad is not None and args.tile_pad < 0:
+        raise ConfigError(f'--tile-pad {args.tile_pad}: must be >= 0')
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f'--threads {args.threads}: must be >= 1')
+        torch.set_num_threads(args.threads)
+    if args.depth is not None and args.depth < 1:
+        raise ConfigError(f'--exit {args.depth}: must be a positive block depth')
+    if os.sep in args.suffix or (os.altsep and os.altsep in args.suffix):
+        raise ConfigError(f'--suffix {args.suffix!r}: must not contain a path separator')
+    if osp.exists(args.out) and not osp.isdir(args.out):
+        raise ConfigError(f'--out {args.out}: exists and is not a folder')
+    device = pick_device(args.device)
+    autocast(device, args.precision)  # fp16 off CUDA: one line, before loading anything
+    net, info, description = load_network(args, device)
+    if args.tile > 0 and args.tile_pad is None and info['receptive_field'] is None:
+        raise ConfigError(f'{args.model}: its receptive field is unknown (no residual blocks found): give '
+                          '--tile-pad, or --tile 0')
+    suffix = args.suffix.replace('{scale}', str(info['scale']))
+
+    inputs, failures = expand_inputs(args.inputs)
+    outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
+    input_ids = {file_id(p) for p in inputs}
+    if suffix == '' and osp.isdir(args.out):
+        for path, out in zip(inputs, outputs):
+            if osp.exists(out) and file_id(out) == file_id(path):
+                raise ConfigError(f'--out {args.out} is the folder of {path}, and with --suffix \'\' and the same '
+                                  f'extension its output would overwrite it: give a --suffix or another --out')
+
+    pad = args.tile_pad if args.tile_pad is not None else info['receptive_field']
+    tiling = f'tile {args.tile} px, pad {pad} px' if args.tile else 'no tiling'
+    rf = '' if info['receptive_field'] is None else f'receptive field {info["receptive_field"]} px, '
+    print(f'{PROG}: {description}; {rf}{tiling}; {device.type} {args.precision}', flush=True)
+
+    def fail(message):
+        failures.append(message)
+        tqdm.write(f'{PROG}: error: {message}', file=sys.stderr)
+
+    for message in failures:
+        print(f'{PROG}: error: {message}', file=sys.stderr)
+    written, skipped, claimed = 0, 0, {}
+    start = time.perf_counter()
+    bar = tqdm(list(zip(inputs, outputs)), desc=PROG, unit='image', disable=True if args.quiet or len(inputs) < 2 else None,
+               file=sys.stderr)
+    for path, out in bar:
+        key = osp.normcase(osp.abspath(out))
+        if key in claimed:
+            fail(f'{path}: its output {out} is also the output of {claimed[key]} (rename one, or use --ext)')
+            continue
+        claimed[key] = path
+        if osp.exists(out):
+            if file_id(out) in input_ids:
+                fail(f'{path}: its output {out} is an input file, never overwritten (use another --out or --suffix)')
+                continue
+            if not args.overwrite:
+                skipped += 1
+                tqdm.write(f'{PROG}: skip {path}: {out} exists (--overwrite replaces it)', file=sys.stderr)
+                continue
+        try:
+            img = read_image(path)
+        except ConfigError as err:
+            fail(str(err))
+            continue
+        try:
+            check_writable(img, osp.splitext(out)[1])
+            height, width = img.shape[:2]
+            tiles = count_tiles(height, width, args.tile) * (2 if img.ndim == 3 and img.shape[2] == 4
+                                                             and args.alpha == 'network' else 1)
+            with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, file=sys.stderr,
+                      disable=True if args.quiet or tiles < 2 else None) as tile_bar:
+                sr = upscale_array(net, img, args.tile, args.tile_pad, device, args.precision, args.alpha,
+                                   progress=lambda: tile_bar.update(1))
+        except ConfigError as err:
+            fail(f'{path}: {err}')
+            continue
+        except (MemoryError, torch.OutOfMemoryError) as err:
+            fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
+            continue
+        except RuntimeError as err:
+            if 'memory' not in str(err):
+                raise
+            fail(f'{path}: out of memory ({str(err).splitlines()[0][:120]}); try a smaller --tile')
+            continue
+        try:
+            write_image(out, sr)
+        except ConfigError as err:
+            fail(f'{path}: {err}')
+            continue
+        del sr
+        written += 1
+        if not args.quiet:
+            kind = 'grey' if img.ndim == 2 else 'RGBA' if img.shape[2] == 4 else 'RGB'
+            tqdm.write(f'wrote {out} ({width}x{height} -> {width * info["scale"]}x{height * info["scale"]}, {kind}, '
+                       f'{img.dtype.itemsize * 8}-bit)')
+    bar.close()
+    summary = (f'{PROG}: {written} written, {skipped} skipped (existing), {len(failures)} failed, in '
+               f'{time.perf_counter() - start:.1f} s')
+    if failures:
+        print(summary, file=sys.stderr)
+        sys.exit(1)
+    print(summary)
+
+
+if __name__ == '__main__':
+    main()
