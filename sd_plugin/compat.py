@@ -270,8 +270,18 @@ def atomic_torch_save(extra=None):
 
 
 def _raise_failed(failed):
+    """Raise CheckpointSaveError for the first path whose every save attempt failed, with the reason and the free
+    space on its disk."""
+    import shutil
     for path, err in failed.items():
-        raise CheckpointSaveError(f'cannot save {path}: {err}; the run stopped, the previous checkpoint is intact')
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
+        reason = reason if len(reason) <= 100 else reason[:97] + '...'
+        try:
+            free = f'; {shutil.disk_usage(osp.dirname(osp.abspath(path))).free / 2**20:.0f} MiB free there'
+        except OSError:
+            free = ''
+        raise CheckpointSaveError(f'cannot save {path} ({type(err).__name__}: {reason}){free}; the run stopped, '
+                                  'the previous checkpoint is intact')
 
 
 def save_network(self, *args, _original=None, **kwargs):
@@ -284,7 +294,12 @@ def save_network(self, *args, _original=None, **kwargs):
 def save_training_state(self, epoch, current_iter, _original=None):
     """``BaseModel.save_training_state``, atomic, failing the run when it cannot save, and keeping
     ``best_metric_results`` (the "Best ... @ iter" records) in the state."""
-    extra = {'best_metric_results': self.best_metric_results} if hasattr(self, 'best_metric_results') else None
+    extra = None
+    if hasattr(self, 'best_metric_results'):  # plain Python values: the state must load with weights_only=True
+        extra = {'best_metric_results': {
+            dataset: {metric: {'better': str(r['better']), 'val': float(r['val']), 'iter': int(r['iter'])}
+                      for metric, r in records.items()}
+            for dataset, records in self.best_metric_results.items()}}
     with atomic_torch_save(extra) as failed:
         _original(self, epoch, current_iter)
     _raise_failed(failed)

@@ -102,9 +102,10 @@ def load_sr_network(ckpt, exit=None, param_key=None):
                           f'({str(err).splitlines()[0]})') from None
     net.eval().requires_grad_(False)
     dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values() if torch.is_tensor(v)})
-    info = dict(path=path, param_key=key, kind='multi-exit' if arch['exits'] else 'MSRResNet', arch=arch,
-                depth=depth, scale=arch['upscale'], receptive_field=receptive_field(depth),
-                params=sum(v.numel() for v in student_state_dict(state, depth).values()), stored_dtype='/'.join(dtypes))
+    info = {'path': path, 'param_key': key, 'kind': 'multi-exit' if arch['exits'] else 'MSRResNet', 'arch': arch,
+            'depth': depth, 'scale': arch['upscale'], 'receptive_field': receptive_field(depth),
+            'params': sum(v.numel() for v in student_state_dict(state, depth).values()),
+            'stored_dtype': '/'.join(dtypes)}
     return net, info
 
 
@@ -113,9 +114,10 @@ class OnnxNetwork:
     ``deploy_exit`` (its number of residual blocks, read off the initializer names and shapes as
     ``sd_plugin.export.infer_arch`` reads a state dict; None when they are not there) and ``net(x)`` on a float
     tensor. The file has one input and one output (``sd-export --onnx`` writes ``lr`` -> ``sr``); the scale is
-    measured on an 8 x 8 probe input. CPU (``CPUExecutionProvider``), or CUDA with onnxruntime-gpu."""
+    measured on an 8 x 8 probe input. CPU (``CPUExecutionProvider``; ``threads``: its intra-op threads), or CUDA
+    with onnxruntime-gpu."""
 
-    def __init__(self, path, device='cpu'):
+    def __init__(self, path, device='cpu', threads=None):
         try:
             import onnx
             import onnxruntime
@@ -130,8 +132,11 @@ class OnnxNetwork:
             providers.insert(0, 'CUDAExecutionProvider')
         try:
             model = onnx.load(path, load_external_data=False)
-            self.session = onnxruntime.InferenceSession(path, providers=providers)
-        except Exception as err:  # onnx / onnxruntime raise many types for a bad file
+            options = onnxruntime.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self.session = onnxruntime.InferenceSession(path, options, providers=providers)
+        except Exception as err:  # noqa: BLE001  (onnx / onnxruntime raise many types for a bad file)
             raise ConfigError(f'{path}: not a readable ONNX model ({type(err).__name__})') from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -200,8 +205,8 @@ def run_tiled(fn, x, scale, tile=0, tile_pad=0, sink=None, progress=None):
     grid = tile_grid(height, width, tile)
     results = None
     for y0, y1, x0, x1 in grid:
-        ya, yb, xa, xb = max(0, y0 - tile_pad), min(height, y1 + tile_pad), max(0, x0 - tile_pad), min(width,
-                                                                                                     x1 + tile_pad)
+        ya, yb = max(0, y0 - tile_pad), min(height, y1 + tile_pad)
+        xa, xb = max(0, x0 - tile_pad), min(width, x1 + tile_pad)
         outputs = fn(x[:, :, ya:yb, xa:xb])
         if (ya, yb, xa, xb) != (y0, y1, x0, x1):
             keep = (slice(None), slice(None), slice((y0 - ya) * scale, (y1 - ya) * scale),
@@ -302,8 +307,9 @@ def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32'
     Returns:
         ndarray: (H*s, W*s) with the same channels (grey stays grey, BGRA stays BGRA) and dtype. Grey images run as
         R = G = B and the output is brought back with the BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of its channels
-        clipped to [0, 1] (as sd-eval). Values are clipped to [0, 1] and rounded. The output is allocated once, in its final dtype; tiles are
-        converted and written into it one at a time, so the memory besides the input and output is one tile's.
+        clipped to [0, 1] (as sd-eval). Values are clipped to [0, 1] and rounded. The output is allocated once, in its
+        final dtype; tiles are converted and written into it one at a time, so the memory besides the input (as
+        float32) and the output is one tile's.
     """
     if img.dtype == np.uint8:
         top = 255.

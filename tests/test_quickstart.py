@@ -1,5 +1,6 @@
 """sd-quickstart end to end with a reduced iteration count and a tiny network."""
 import json
+import os
 
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
@@ -20,6 +21,26 @@ def test_quickstart_trains_exports_and_reports(tmp_path):
     assert all(r['latency_ms'] > 0 for r in report['records'] if r['model'] != 'bicubic')
     student = MSRResNet(num_feat=8, num_block=1, upscale=4)
     student.load_state_dict(torch.load(tmp_path / 'qs' / 'student_exit1_x4.pth')['params'], strict=True)
+
+
+def test_a_rerun_on_your_own_jpg_folder_replaces_only_what_quickstart_wrote(tmp_path):
+    import cv2
+    import numpy as np
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        img = cv2.resize(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8), (96, 96), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(photos / f'photo {i}.JPG'), img)
+    args = ['sd-quickstart', '--iters', '2', '--feat', '8', '--blocks', '2', '--exit', '1', '--gt-size', '32', '--out',
+            str(tmp_path / 'qs')]
+    run_cli(args, cwd=tmp_path)
+    (tmp_path / 'qs' / 'mine.txt').write_text('my notes')
+    proc = run_cli([*args, '--data', str(photos)], cwd=tmp_path)
+    assert 'trained 2 iterations' in proc.stdout
+    assert (tmp_path / 'qs' / 'mine.txt').read_text() == 'my notes'
+    assert sorted(os.listdir(tmp_path / 'qs' / 'hr' / 'val')) == ['photo 2.JPG']  # the first run's images are gone
+    assert sorted(os.listdir(photos)) == ['photo 0.JPG', 'photo 1.JPG', 'photo 2.JPG']
 
 
 def test_quickstart_on_your_own_folder_refuses_a_missing_one(tmp_path):

@@ -131,8 +131,8 @@ def test_cli_tiled_output_equals_untiled(student, tmp_path, capsys):
     img = random_image((37, 29, 3))
     cv2.imwrite(str(tmp_path / 'photo.png'), img)
     for tile, folder in (('0', 'whole'), ('10', 'tiled')):
-        code, out, err = run([str(tmp_path / 'photo.png'), '--model', path, '--out', str(tmp_path / folder),
-                              '--tile', tile], capsys)
+        code, _, err = run([str(tmp_path / 'photo.png'), '--model', path, '--out', str(tmp_path / folder),
+                            '--tile', tile], capsys)
         assert code == 0, err
     whole, tiled = (read_image(str(tmp_path / f / 'photo_x4.png')) for f in ('whole', 'tiled'))
     assert whole.shape == (148, 116, 3) and whole.dtype == np.uint8
@@ -147,8 +147,8 @@ def test_rgba_keeps_alpha_upscaled(student, tmp_path, capsys):
     path, net = student
     img = random_image((21, 19, 4), seed=1)
     cv2.imwrite(str(tmp_path / 'logo.png'), img)
-    code, out, err = run([str(tmp_path / 'logo.png'), '--model', path, '--out', str(tmp_path / 'out'), '--tile', '8'],
-                         capsys)
+    code, _, err = run([str(tmp_path / 'logo.png'), '--model', path, '--out', str(tmp_path / 'out'), '--tile', '8'],
+                       capsys)
     assert code == 0, err
     sr = read_image(str(tmp_path / 'out' / 'logo_x4.png'))
     assert sr.shape == (84, 76, 4) and sr.dtype == np.uint8
@@ -167,10 +167,10 @@ def test_rgba_keeps_alpha_upscaled(student, tmp_path, capsys):
 
 
 def test_grey_stays_grey(student, tmp_path, capsys):
-    path, net = student
+    path, _ = student
     img = random_image((23, 17), seed=2)
     cv2.imwrite(str(tmp_path / 'scan.png'), img)
-    code, out, err = run([str(tmp_path / 'scan.png'), '--model', path, '--out', str(tmp_path / 'out')], capsys)
+    code, _, err = run([str(tmp_path / 'scan.png'), '--model', path, '--out', str(tmp_path / 'out')], capsys)
     assert code == 0, err
     sr = read_image(str(tmp_path / 'out' / 'scan_x4.png'))
     assert sr.shape == (92, 68) and sr.dtype == np.uint8
@@ -184,22 +184,22 @@ def test_16_bit_stays_16_bit(student, tmp_path, capsys, ext):
     path, net = student
     img = random_image((19, 22, 3), np.uint16, seed=3)
     cv2.imwrite(str(tmp_path / f'raw.{ext}'), img)
-    code, out, err = run([str(tmp_path / f'raw.{ext}'), '--model', path, '--out', str(tmp_path / 'out'), '--tile',
-                          '8'], capsys)
+    code, _, err = run([str(tmp_path / f'raw.{ext}'), '--model', path, '--out', str(tmp_path / 'out'), '--tile',
+                        '8'], capsys)
     assert code == 0, err
     sr = read_image(str(tmp_path / 'out' / f'raw_x4.{ext}'))
     assert sr.dtype == np.uint16 and sr.shape == (76, 88, 3)
     assert np.abs(sr.astype(int) - quantised(reference(net, img, 65535.), 65535.)).max() <= 1
     assert (sr % 257 != 0).mean() > 0.9  # real 16-bit values, not 8-bit ones scaled up
     # asked to write it as JPEG (8 bits): refused, naming the file, instead of silently losing bits
-    code, out, err = run([str(tmp_path / f'raw.{ext}'), '--model', path, '--out', str(tmp_path / 'jpg'), '--ext',
-                          'jpg'], capsys)
+    code, _, err = run([str(tmp_path / f'raw.{ext}'), '--model', path, '--out', str(tmp_path / 'jpg'), '--ext',
+                        'jpg'], capsys)
     assert code == 1 and len(error_lines(err)) == 1 and f'raw.{ext}' in error_lines(err)[0]
     assert not osp.exists(tmp_path / 'jpg' / 'raw_x4.jpg')
 
 
 def test_fp16_checkpoint_loads(student, tmp_path):
-    path, net = student
+    _, net = student
     half = tmp_path / 'half.pth'
     torch.save({'params': {k: v.half() for k, v in net.state_dict().items()}}, half)
     loaded, info = load_sr_network(str(half))
@@ -222,7 +222,7 @@ def test_corrupt_file_among_good_ones(student, tmp_path, capsys):
     cv2.imwrite(str(folder / 'c.jpg'), random_image((10, 8, 3)))
     (folder / 'b.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'truncated')
     (folder / 'notes.txt').write_text('not an image, not listed')
-    code, out, err = run([str(folder), '--model', path, '--out', str(tmp_path / 'out')], capsys)
+    code, _, err = run([str(folder), '--model', path, '--out', str(tmp_path / 'out')], capsys)
     assert code == 1
     assert sorted(os.listdir(tmp_path / 'out')) == ['a_x4.png', 'c_x4.jpg']
     lines = error_lines(err)
@@ -238,11 +238,11 @@ def test_never_overwrites_an_input(student, tmp_path, capsys):
     cv2.imwrite(str(folder / 'a_x4.png'), random_image((8, 8, 3), seed=5))
     before = {f: (folder / f).read_bytes() for f in os.listdir(folder)}
     # --out is the inputs' folder and the names would not change: refused before anything runs
-    code, out, err = run([str(folder), '--model', path, '--out', str(folder), '--suffix', '', '--overwrite'], capsys)
+    code, _, err = run([str(folder), '--model', path, '--out', str(folder), '--suffix', '', '--overwrite'], capsys)
     assert code == 2 and err.strip().startswith('sd-upscale: error: --out ') and len(err.strip().splitlines()) == 1
     assert {f: (folder / f).read_bytes() for f in os.listdir(folder)} == before
     # a.png's output would be the input a_x4.png: refused for that file, even with --overwrite; the other runs
-    code, out, err = run([str(folder), '--model', path, '--out', str(folder), '--overwrite'], capsys)
+    code, _, err = run([str(folder), '--model', path, '--out', str(folder), '--overwrite'], capsys)
     assert code == 1
     lines = error_lines(err)
     assert len(lines) == 1 and 'a.png' in lines[0] and 'is an input file' in lines[0]
@@ -256,11 +256,11 @@ def test_existing_output_is_skipped_without_overwrite(student, tmp_path, capsys)
     cv2.imwrite(str(tmp_path / 'a.png'), random_image((9, 11, 3)))
     (tmp_path / 'out').mkdir()
     (tmp_path / 'out' / 'a_x4.png').write_bytes(b'an older result')
-    code, out, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out')], capsys)
+    code, _, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out')], capsys)
     assert code == 0 and 'skip' in err and 'a_x4.png exists' in err
     assert (tmp_path / 'out' / 'a_x4.png').read_bytes() == b'an older result'
-    code, out, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out'), '--overwrite',
-                          '--suffix', '_x{scale}'], capsys)
+    code, _, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out'), '--overwrite',
+                        '--suffix', '_x{scale}'], capsys)
     assert code == 0 and read_image(str(tmp_path / 'out' / 'a_x4.png')).shape == (36, 44, 3)
     assert [f for f in os.listdir(tmp_path / 'out') if f.endswith('.tmp') or f.startswith('.')] == []
 
@@ -294,16 +294,16 @@ def test_multi_exit_checkpoint_equals_its_exported_student(tmp_path, capsys):
                           str(tmp_path / 'multi')], capsys)
     assert code == 0, err
     assert 'exit 2 of a multi-exit checkpoint' in out
-    code, out, err = run([str(tmp_path / 'a.png'), '--model', str(tmp_path / 'exported.pth'), '--out',
-                          str(tmp_path / 'exported')], capsys)
+    code, _, err = run([str(tmp_path / 'a.png'), '--model', str(tmp_path / 'exported.pth'), '--out',
+                        str(tmp_path / 'exported')], capsys)
     assert code == 0, err
     multi, exported = (read_image(str(tmp_path / f / 'a_x4.png')) for f in ('multi', 'exported'))
     assert (multi == exported).all()
     teacher = upscale_array(load_sr_network(str(tmp_path / 'multi.pth'))[0], random_image((13, 15, 3)))
     assert (teacher != multi).any()  # the default is the teacher, a different network
     # an exit the checkpoint does not have: one line, status 2
-    code, out, err = run([str(tmp_path / 'a.png'), '--model', str(tmp_path / 'multi.pth'), '--exit', '3', '--out',
-                          str(tmp_path / 'bad')], capsys)
+    code, _, err = run([str(tmp_path / 'a.png'), '--model', str(tmp_path / 'multi.pth'), '--exit', '3', '--out',
+                        str(tmp_path / 'bad')], capsys)
     assert code == 2 and err.strip().splitlines() == [
         f'sd-upscale: error: --exit 3: {tmp_path / "multi.pth"} has exits [2] and teacher depth 4']
 
@@ -315,7 +315,7 @@ def test_bad_arguments_are_one_line(student, tmp_path, capsys):
                           (['--model', path, '--precision', 'fp16', '--device', 'cpu'], 'fp16 needs --device cuda'),
                           (['--model', path, '--tile', '-1'], '--tile -1'),
                           (['--model', path, '--exit', '4'], 'single-output MSRResNet')]:
-        code, out, err = run([str(tmp_path / 'a.png'), '--out', str(tmp_path / 'out'), *args], capsys)
+        code, _, err = run([str(tmp_path / 'a.png'), '--out', str(tmp_path / 'out'), *args], capsys)
         assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, (args, err)
     assert not osp.exists(tmp_path / 'out')
 
@@ -323,8 +323,8 @@ def test_bad_arguments_are_one_line(student, tmp_path, capsys):
 def test_onnxruntime_backend(student, tmp_path, capsys):
     pytest.importorskip('onnx')
     pytest.importorskip('onnxruntime')
-    path, net = student
-    arch = dict(type='MSRResNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, upscale=4)
+    _, net = student
+    arch = {'type': 'MSRResNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 4}
     export_onnx(arch, net.state_dict(), str(tmp_path / 'student.onnx'))
     img = random_image((17, 14, 3))
     cv2.imwrite(str(tmp_path / 'a.png'), img)
@@ -334,3 +334,23 @@ def test_onnxruntime_backend(student, tmp_path, capsys):
     assert 'x4, 2 blocks' in out and 'pad 7 px' in out  # the receptive field read off the ONNX initializers
     sr = read_image(str(tmp_path / 'out' / 'a_x4.png'))
     assert np.abs(sr.astype(int) - quantised(reference(net, img))).max() <= 1
+
+
+def test_out_of_memory_is_one_line_per_file(student, tmp_path, capsys, monkeypatch):
+    """A tile too large for the memory fails that image with a hint, not the whole run with a traceback."""
+    from sd_plugin.tools import upscale
+    path, _ = student
+    cv2.imwrite(str(tmp_path / 'big.png'), random_image((12, 12, 3)))
+    cv2.imwrite(str(tmp_path / 'small.png'), random_image((5, 5, 3)))
+    real = upscale.upscale_array
+
+    def fake(net, img, *args, **kwargs):
+        if img.shape[0] == 12:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8192000000 bytes.")
+        return real(net, img, *args, **kwargs)
+    monkeypatch.setattr(upscale, 'upscale_array', fake)
+    code, _, err = run([str(tmp_path / 'big.png'), str(tmp_path / 'small.png'), '--model', path, '--out',
+                        str(tmp_path / 'out')], capsys)
+    assert code == 1 and os.listdir(tmp_path / 'out') == ['small_x4.png']
+    expected = f'{tmp_path / "big.png"}: out of memory (could not allocate 7.63 GiB); try a smaller --tile'
+    assert error_lines(err) == [f'sd-upscale: error: {expected}']

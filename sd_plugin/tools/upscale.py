@@ -25,6 +25,7 @@ arguments.
 import argparse
 import glob
 import os
+import re
 import sys
 import time
 from os import path as osp
@@ -35,8 +36,16 @@ from tqdm import tqdm
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.imageio import IMAGE_EXTENSIONS, check_writable, is_image_file, read_image, write_image
-from sd_plugin.inference import (ALPHA_MODES, PRECISIONS, OnnxNetwork, autocast, count_tiles, load_sr_network,
-                                 receptive_field, upscale_array)
+from sd_plugin.inference import (
+    ALPHA_MODES,
+    PRECISIONS,
+    OnnxNetwork,
+    autocast,
+    count_tiles,
+    load_sr_network,
+    receptive_field,
+    upscale_array,
+)
 
 PROG = 'sd-upscale'
 DEFAULT_TILE = 512
@@ -49,8 +58,8 @@ def expand_inputs(args):
     paths, errors, seen = [], [], set()
     for arg in args:
         if osp.isdir(arg):
-            found = sorted(osp.join(arg, f) for f in os.listdir(arg) if is_image_file(f)
-                           and osp.isfile(osp.join(arg, f)))
+            found = sorted(osp.join(arg, f) for f in os.listdir(arg)  # hidden files (e.g. a stale temporary) left out
+                           if is_image_file(f) and not f.startswith('.') and osp.isfile(osp.join(arg, f)))
             if not found:
                 errors.append(f'{arg}: no images ({"/".join(EXTENSIONS)}) in this folder')
         elif osp.isfile(arg):
@@ -79,6 +88,16 @@ def output_path(path, out_dir, suffix, ext):
 def file_id(path):
     st = os.stat(path)
     return st.st_dev, st.st_ino
+
+
+def allocation(message):
+    """'could not allocate 7.63 GiB' from a torch allocator's error message (CPU: '... allocate 8192000000 bytes',
+    CUDA: '... allocate 2.00 GiB'), else its first line."""
+    found = re.search(r'allocate (\d+) bytes', message)
+    if found:
+        return f'could not allocate {int(found.group(1)) / 2**30:.2f} GiB'
+    found = re.search(r'allocate ([\d.]+ [KMGT]i?B)', message)
+    return f'could not allocate {found.group(1)}' if found else message.strip().splitlines()[0][:200]
 
 
 def pick_device(name):
@@ -134,9 +153,10 @@ def load_network(args, device):
             raise ConfigError(f'--precision {args.precision}: --backend onnxruntime runs fp32')
         if not osp.isfile(args.model):
             raise ConfigError(f'{args.model}: no such ONNX file')
-        net = OnnxNetwork(args.model, device)
+        net = OnnxNetwork(args.model, device, args.threads)
         depth = net.deploy_exit
-        info = dict(scale=net.upscale, depth=depth, receptive_field=None if depth is None else receptive_field(depth))
+        info = {'scale': net.upscale, 'depth': depth,
+                'receptive_field': None if depth is None else receptive_field(depth)}
         blocks = 'unknown blocks' if depth is None else f'{depth} blocks'
         return net, info, f'{args.model} [onnxruntime] x{net.upscale}, {blocks}'
     net, info = load_sr_network(args.model, args.depth, args.param_key)
@@ -199,8 +219,8 @@ def main(argv=None):
         print(f'{PROG}: error: {message}', file=sys.stderr)
     written, skipped, claimed = 0, 0, {}
     start = time.perf_counter()
-    bar = tqdm(list(zip(inputs, outputs)), desc=PROG, unit='image', disable=True if args.quiet or len(inputs) < 2 else None,
-               file=sys.stderr)
+    bar = tqdm(list(zip(inputs, outputs)), desc=PROG, unit='image', file=sys.stderr,
+               disable=True if args.quiet or len(inputs) < 2 else None)
     for path, out in bar:
         key = osp.normcase(osp.abspath(out))
         if key in claimed:
@@ -238,7 +258,7 @@ def main(argv=None):
         except RuntimeError as err:
             if 'memory' not in str(err):
                 raise
-            fail(f'{path}: out of memory ({str(err).splitlines()[0][:120]}); try a smaller --tile')
+            fail(f'{path}: out of memory ({allocation(str(err))}); try a smaller --tile')
             continue
         try:
             write_image(out, sr)
