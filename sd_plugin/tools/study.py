@@ -27,6 +27,8 @@ def main(argv=None):
     parser.add_argument('--val-freq', type=int, default=None, help='override val_freq')
     parser.add_argument('--arms', default=None, help='only these arms (and the baseline), comma-separated')
     parser.add_argument('--report-only', action='store_true', help='report what has finished; train nothing')
+    parser.add_argument('--report', default=None, metavar='DIR',
+                        help='write study.json/md/png and the students here (default: OUT)')
     args = parser.parse_args(argv)
     import sd_plugin  # noqa: F401  (registrations)
     from sd_plugin.study.report import write_report
@@ -37,7 +39,7 @@ def main(argv=None):
     spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
                      val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None)
     failures = [] if args.report_only else run_study(spec, args.out, args.parallel)
-    paths = write_report(spec, args.out)
+    paths = write_report(spec, args.out, args.report)
     print('wrote ' + ', '.join(paths))
     if failures:
         print(f'sd-study: error: {len(failures)} run(s) failed: {", ".join(failures)}', file=sys.stderr)
