@@ -5,10 +5,11 @@
 #
 #   bash benchmarks/upscale_memory.sh [SIZE] [TILE...]        e.g. bash benchmarks/upscale_memory.sh 2000 200 512 0
 #
-# TILE 0 is the untiled pass. It needs about 4.9 kB per LR pixel with this network (about 19.5 GB at 2000 x 2000),
-# so it runs under `ulimit -v` (UNTILED_AS_GB, default: 80 % of MemAvailable + 4 GB of address space for the
-# libraries): where it does not fit, it stops with sd-upscale's per-file "out of memory" line (exit 1) instead of
-# waking the OOM killer among the machine's other processes.
+# A tile needs about 7.4 kB per LR pixel of the padded tile with this network (measured untiled at 500 and 1000 px),
+# plus the input and the output. TILE 0 is the untiled pass: about 28 GiB at 2000 x 2000. It runs under `ulimit -v`
+# (UNTILED_AS_GB, default: 80 % of MemAvailable + 4 GB of address space for the libraries): where it does not fit, it
+# stops with sd-upscale's per-file "out of memory" line (exit 1) instead of waking the OOM killer among the machine's
+# other processes.
 # Run from the repository root; files go to $WORK (default /tmp/sd_upscale_memory). THREADS (default 1) torch threads.
 set -euo pipefail
 SIZE=${1:-2000}
