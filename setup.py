@@ -22,6 +22,7 @@ setup(
             'sd-quickstart=sd_plugin.quickstart:main',
             'sd-eval=sd_plugin.evaluate:main',
             'sd-reproduce=sd_plugin.reproduce:main',
+            'sd-study=sd_plugin.tools.study:main',
             'sd-upscale=sd_plugin.tools.upscale:main',
         ]
     },
