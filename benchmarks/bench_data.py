@@ -33,7 +33,7 @@ from basicsr.models import build_model
 from torch.utils.data import DataLoader
 
 from sd_plugin.compat import build_dataset
-from sd_plugin.data import prepare
+from sd_plugin.prepare import prepare_folder
 
 
 def generate(folder, count, seed=0):
@@ -103,9 +103,8 @@ def main(argv=None):
             generate(osp.join(tmp, 'hr'), count)
             out = osp.join(tmp, 'prepared')
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # progress
-                for extra in ([], ['--lmdb']):
-                    prepare.main(['folder', '--hr', osp.join(tmp, 'hr'), '--name', 'bench', '--out', out, '--scale',
-                                  '4', *extra])
+                for lmdb in (False, True):
+                    prepare_folder(osp.join(tmp, 'hr'), 'bench', out, scale=4, lmdb=lmdb)
             pairs, source = find_pairs(out), f'{count} generated 480x320 PNGs'
         loaders = {backend: batches(backend, gt_lq, gt, args.batch) for backend, gt_lq in pairs.items()}
         sizes = {backend: n for backend, (_, n) in loaders.items()}

@@ -77,9 +77,9 @@ def convert(src_root, dst_root, ext_from, ext_to, worker, processes):
 
 def quiet_prepare(argv):
     """``sd-prepare`` with its progress bars swallowed; re-raises its errors."""
-    from sd_plugin.data import prepare
+    from sd_plugin.tools.prepare import main
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        prepare.main(argv)
+        main(argv)
 
 
 def pack(shared, processes):

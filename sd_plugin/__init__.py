@@ -13,7 +13,7 @@ from sd_plugin import archs, losses  # noqa: E402,F401  (register)
 
 if compat.basicsr_import_finished():
     from sd_plugin import models  # noqa: E402,F401  (register)
-# else: BasicSR's own arch scan is importing us (the drop-in of sd_plugin.dropin); basicsr.models cannot be
+# else: BasicSR's own arch scan is importing us (the drop-in of sd_plugin.tools.dropin); basicsr.models cannot be
 # imported yet, and the drop-in's *_model.py module imports sd_plugin.models once it can.
 
 __version__ = '0.2.0'

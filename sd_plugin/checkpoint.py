@@ -32,3 +32,20 @@ def params(ckpt, param_key, path):
         keys = [k for k, v in ckpt.items() if isinstance(v, dict)]
         raise ConfigError(f'{path}: no param_key {param_key!r} (it has: {", ".join(keys) or "none"})')
     return ckpt[param_key]
+
+
+def select_params(ckpt, path, param_key=None):
+    """The weights to run from a loaded checkpoint: ``param_key`` when given, else ``params_ema`` when present,
+    else ``params``; a bare state dict (no such keys, but ``conv_first.weight``) is taken whole.
+
+    Returns:
+        tuple[str | None, dict]: the key used (None for a bare state dict) and the state dict.
+    """
+    if param_key is not None:
+        return param_key, params(ckpt, param_key, path)
+    for key in ('params_ema', 'params'):
+        if key in ckpt:
+            return key, ckpt[key]
+    if 'conv_first.weight' in ckpt:
+        return None, ckpt
+    return 'params', params(ckpt, 'params', path)  # raises, naming what the file has

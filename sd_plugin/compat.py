@@ -58,7 +58,7 @@ def register_torchvision_alias():
 
 def basicsr_import_finished():
     """False while ``import basicsr`` is still running, i.e. when BasicSR's own registry scan imports a drop-in
-    module that imports us (see ``sd_plugin.dropin``). Then ``basicsr.models`` cannot be imported yet."""
+    module that imports us (see ``sd_plugin.tools.dropin``). Then ``basicsr.models`` cannot be imported yet."""
     module = sys.modules.get('basicsr')
     return module is None or hasattr(module, '__version__')  # basicsr/__init__.py sets __version__ last
 

@@ -1,5 +1,4 @@
 """sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
-import argparse
 import os
 import re
 import warnings
@@ -9,9 +8,7 @@ from os import path as osp
 import torch
 
 from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
-from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
-from sd_plugin.files import check_apart
 
 PARAM_KEYS = ('params', 'params_ema')
 
@@ -123,41 +120,3 @@ def export_onnx(arch, state_dict, onnx_path):
         if osp.exists(tmp):
             os.remove(tmp)
     return diff
-
-
-@one_line_errors('sd-export')
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog='sd-export', description=__doc__,
-        epilog='example: sd-export experiments/sd/models/net_g_latest.pth --exit 8 --out student_x4.pth')
-    parser.add_argument('ckpt', help='SRResNetMultiExit checkpoint (net_g_*.pth)')
-    parser.add_argument('--exit', type=int, required=True, dest='depth',
-                        help='exit depth k to export, or the teacher depth')
-    parser.add_argument('--out', required=True, help='output .pth')
-    parser.add_argument('--param-key', default=None,
-                        help='export only this key (e.g. params_ema) as params; default: params and params_ema')
-    parser.add_argument('--onnx', default=None, metavar='PATH',
-                        help='also write the student as ONNX (dynamic height/width; params_ema when exported, else '
-                        'params); needs pip install -e .[onnx]')
-    args = parser.parse_args(argv)
-    check_apart({'--out': args.out, '--onnx': args.onnx}, {'CKPT': args.ckpt})
-    if args.onnx and osp.realpath(args.onnx) == osp.realpath(args.out):
-        raise ConfigError(f'--onnx {args.onnx}: is also --out; give them different paths')
-    if args.onnx:
-        try:
-            import onnx  # noqa: F401  (fail before writing anything)
-        except ImportError:
-            raise ConfigError('--onnx needs the onnx package: pip install -e .[onnx]') from None
-    arch = export(args.ckpt, args.depth, args.out, args.param_key)
-    print(f'wrote {args.out}: network_g: {arch}')
-    if args.onnx:
-        saved = load_checkpoint(args.out)
-        key = 'params_ema' if 'params_ema' in saved else 'params'
-        diff = export_onnx(arch, saved[key], args.onnx)
-        check = ('onnxruntime not installed: not run' if diff is None else
-                 f'onnxruntime vs PyTorch max abs diff {diff:.2e}')
-        print(f'wrote {args.onnx} ({key}, dynamic batch/height/width): {check}')
-
-
-if __name__ == '__main__':
-    main()

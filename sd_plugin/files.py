@@ -93,3 +93,17 @@ def claim_folder(folder, tool):
     with open(marker, 'w') as f:
         f.write(tool + '\n')
     return False
+
+
+def shipped_options(*parts):
+    """Path of a file or folder of the option files shipped with the package (``sd_plugin.options``, the
+    repository's ``options/``), e.g. ``shipped_options('cpu')``; a ConfigError when the installation lacks it."""
+    from importlib import resources
+    try:
+        root = str(resources.files('sd_plugin.options'))
+    except ModuleNotFoundError:
+        root = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options')
+    path = osp.join(root, *parts)
+    if not osp.exists(path):
+        raise ConfigError(f'{path}: not found in this installation of sd_plugin (reinstall it, or give the path)')
+    return path

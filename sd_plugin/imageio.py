@@ -38,6 +38,19 @@ def read_image(path):
     return img
 
 
+def read_uint8(path):
+    """An 8-bit image for data preparation and evaluation: (H, W) grey or (H, W, 3) BGR, alpha dropped. A 16-bit
+    file is refused with a one-line ConfigError naming it (sd-upscale keeps 16 bits; data sets are 8-bit)."""
+    img = read_image(path)
+    if img.dtype != np.uint8:
+        raise ConfigError(f'{path}: {img.dtype} image, only 8-bit images are supported here')
+    if img.ndim == 3 and img.shape[2] == 4:
+        img = img[..., :3]
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    return img
+
+
 def check_writable(img, ext):
     """A ConfigError unless an image like ``img`` can be stored as ``ext`` (e.g. '.jpg') without losing its alpha
     channel or its 16 bits. The message says which extensions can."""

@@ -27,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
-from sd_plugin.checkpoint import load_checkpoint, params
+from sd_plugin.checkpoint import load_checkpoint, select_params
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import infer_arch, student_state_dict
 
@@ -67,16 +67,7 @@ def load_sr_network(ckpt, exit=None, param_key=None):
         ConfigError: one line naming the file, key or exit.
     """
     path = str(ckpt)
-    holder = load_checkpoint(path)
-    if param_key is not None:
-        key, state = param_key, params(holder, param_key, path)
-    elif 'params_ema' in holder or 'params' in holder:
-        key = 'params_ema' if 'params_ema' in holder else 'params'
-        state = holder[key]
-    elif 'conv_first.weight' in holder:  # a bare state dict
-        key, state = None, holder
-    else:
-        state = params(holder, 'params', path)  # raises, naming what the file has
+    key, state = select_params(load_checkpoint(path), path, param_key)
     if not isinstance(state, dict):
         raise ConfigError(f'{path}: {key} is a {type(state).__name__}, not a state dict')
     try:

@@ -4,10 +4,9 @@ Everything here raises ``ConfigError`` with a one-line message naming the key, v
 inside ``parse_options`` once ``sd_plugin.compat.install`` has run (``sd-train``, ``sd-test``), right after BasicSR
 has read the YAML and before ``train_pipeline`` / ``test_pipeline`` make any folder.
 """
-import difflib
 import inspect
-import os
 import numbers
+import os
 import re
 import sys
 from os import path as osp
@@ -20,14 +19,10 @@ from tqdm import tqdm
 
 from sd_plugin.checkpoint import load_checkpoint, params
 from sd_plugin.errors import ConfigError
+from sd_plugin.text import did_you_mean
 
 MISPLACED = {'distill_opt': 'train.self_distill.distill_opt',
              'student_pixel_weight': 'train.self_distill.student_pixel_weight'}
-
-
-def did_you_mean(word, choices):
-    close = difflib.get_close_matches(str(word), list(choices), n=1)
-    return f'; did you mean {close[0]!r}?' if close else ''
 
 
 def registered(registry, key, name):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import run_cli, tiny_options, write_yaml
+from helpers import run_cli, tiny_options, write_yaml
 
 
 def corrupt_png(folder):

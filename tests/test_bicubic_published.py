@@ -5,7 +5,7 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, smooth_image
+from helpers import SHARED_DATA, smooth_image
 
 from sd_plugin.data.bicubic import imresize
 

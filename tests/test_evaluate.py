@@ -10,13 +10,15 @@ import torch
 from basicsr.archs.srresnet_arch import MSRResNet
 from basicsr.metrics.psnr_ssim import calculate_psnr
 from basicsr.utils import bgr2ycbcr
+from helpers import SHARED_DATA, smooth_image
 
-from conftest import SHARED_DATA, smooth_image
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.data.bicubic import imresize
-from sd_plugin.evaluate import (Subject, count_macs, cpu_latency, evaluate, main, markdown_table, measure, rgb2grey,
-                                rgb2y)
+from sd_plugin.evaluation.complexity import count_macs, cpu_latency
+from sd_plugin.evaluation.protocol import Subject, evaluate, measure, rgb2grey, rgb2y
+from sd_plugin.evaluation.report import markdown_table
 from sd_plugin.export import export
+from sd_plugin.tools.eval import main
 
 RECORD_KEYS = {'model', 'exit', 'dataset', 'scale', 'psnr', 'ssim', 'params', 'macs'}
 
@@ -105,7 +107,7 @@ def bench(tmp_path_factory):
     cv2.imwrite(str(hr / 'grey.png'), smooth_image(rng, 44, 40)[..., 1])
     data = root / 'datasets'
     try:
-        from sd_plugin.data.prepare import main as prepare
+        from sd_plugin.tools.prepare import main as prepare
         prepare(['benchmark', '--hr', str(hr), '--name', 'tiny', '--out', str(data / 'tiny'), '--scale', '4'])
     except ImportError:  # the layout by hand
         for sub in ('GTmod4', 'LRbicx4'):
@@ -245,7 +247,7 @@ PUBLISHED = {  # scale: {set: (PSNR, SSIM)}, bicubic, Y channel; and the PSNR to
 def real_benchmarks(tmp_path_factory):
     if not all(glob.glob(osp.join(SHARED_DATA, s, 'HR', '*.png')) for s in ('Set5', 'Set14')):
         pytest.skip(f'{SHARED_DATA}/Set5, Set14 not available')
-    from sd_plugin.data.prepare import main as prepare
+    from sd_plugin.tools.prepare import main as prepare
     data = tmp_path_factory.mktemp('real') / 'datasets'
     for name in ('Set5', 'Set14'):
         prepare(['benchmark', '--hr', osp.join(SHARED_DATA, name, 'HR'), '--name', name, '--out',

@@ -1,7 +1,7 @@
 import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
-from conftest import run_cli
+from helpers import run_cli
 
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.errors import ConfigError

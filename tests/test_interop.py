@@ -56,12 +56,12 @@ import cv2
 import numpy as np
 import torch
 import yaml
+from helpers import smooth_image
 
-from conftest import smooth_image
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
-from sd_plugin.data import prepare
-from sd_plugin.evaluate import evaluate
+from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.export import export
+from sd_plugin.tools import prepare
 
 SUBPROCESS = '''
 import sys, types

@@ -1,7 +1,7 @@
 import pytest
 import torch
 from basicsr.models import build_model
-from conftest import model_options
+from helpers import model_options
 
 from sd_plugin.errors import ConfigError
 

@@ -7,7 +7,7 @@ import torch
 from basicsr.archs.srresnet_arch import MSRResNet
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
-from sd_plugin.export import main
+from sd_plugin.tools.export import main
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from os import path as osp
 import pytest
 from basicsr.models import build_model
 from basicsr.utils.options import parse_options
-from conftest import ROOT
+from helpers import ROOT
 
 OPTION_FILES = sorted(p for p in glob.glob(osp.join(ROOT, 'options', '**', '*.yml'), recursive=True)
                       if osp.basename(osp.dirname(p)) != 'study')  # study files are sd-study's, not BasicSR's

@@ -6,11 +6,12 @@ import cv2
 import numpy as np
 import pytest
 from basicsr.data.paired_image_dataset import PairedImageDataset
-from conftest import run_cli, smooth_image
+from helpers import run_cli, smooth_image
 
 from sd_plugin.data.bicubic import imresize
-from sd_plugin.data.prepare import crop_starts, main
 from sd_plugin.errors import ConfigError
+from sd_plugin.prepare import crop_starts
+from sd_plugin.tools.prepare import main
 
 prepare = main.__wrapped__  # raises ConfigError instead of printing it and exiting
 

@@ -4,7 +4,7 @@ import os
 
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
-from conftest import run_cli
+from helpers import run_cli
 
 
 def test_quickstart_trains_exports_and_reports(tmp_path):

@@ -12,13 +12,11 @@ from os import path as osp
 
 import pytest
 import torch
-from sd_plugin.errors import CheckpointSaveError
 from basicsr.models import build_model
-from conftest import BIN, model_options, run_cli, tiny_options, write_yaml
+from helpers import BIN, model_options, run_cli, tiny_options, write_yaml
 
-from sd_plugin import compat
 from sd_plugin.checkpoint import atomic_save
-from sd_plugin.errors import NonFiniteLossError
+from sd_plugin.errors import CheckpointSaveError, NonFiniteLossError
 
 
 def final_metrics(exp_dir):

@@ -5,9 +5,9 @@ import shutil
 
 import cv2
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
-from sd_plugin.reproduce import reproduce
+from sd_plugin.tools.reproduce import reproduce
 
 
 def tiny_templates(folder):

@@ -6,14 +6,13 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 from os import path as osp
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, run_cli, tiny_options, write_yaml
+from helpers import BIN, run_cli, tiny_options, write_yaml
 
 from sd_plugin.checkpoint import atomic_save
 from sd_plugin.errors import ConfigError
@@ -52,7 +51,7 @@ def test_check_apart_refuses_the_input_itself_any_spelling_and_a_folder_holding_
 
 def test_sd_export_refuses_to_write_over_its_input(tmp_path, capsys, monkeypatch):
     from sd_plugin.archs import SRResNetMultiExit
-    from sd_plugin.export import main
+    from sd_plugin.tools.export import main
     ckpt = tmp_path / 'ck.pth'
     torch.save({'params': SRResNetMultiExit(num_feat=8, num_block=4, exits=[2]).state_dict()}, ckpt)
     before = ckpt.read_bytes()
@@ -66,7 +65,7 @@ def test_sd_export_refuses_to_write_over_its_input(tmp_path, capsys, monkeypatch
 
 
 def test_sd_prepare_overwrite_refuses_an_output_that_is_its_input(tmp_path, capsys):
-    from sd_plugin.data.prepare import main
+    from sd_plugin.tools.prepare import main
     hr = tmp_path / 'set' / 'HR'
     hr.mkdir(parents=True)
     cv2.imwrite(str(hr / 'a.png'), np.full((32, 32, 3), 100, np.uint8))
@@ -78,7 +77,7 @@ def test_sd_prepare_overwrite_refuses_an_output_that_is_its_input(tmp_path, caps
 
 
 def test_sd_eval_refuses_a_json_over_a_checkpoint(tmp_path, capsys):
-    from sd_plugin.evaluate import main
+    from sd_plugin.tools.eval import main
     ckpt = tmp_path / 'ck.pth'
     ckpt.write_bytes(b'precious')
     code, err = run_main(main, [str(ckpt), '--sets', '--json', str(ckpt)], capsys)
@@ -106,7 +105,7 @@ def test_claim_folder_takes_new_empty_or_own_folders_only(tmp_path):
 
 
 def test_sd_quickstart_never_clears_a_folder_it_did_not_make(tmp_path, capsys, monkeypatch):
-    from sd_plugin.quickstart import main
+    from sd_plugin.tools.quickstart import main
     photos = tmp_path / 'photos'
     photos.mkdir()
     for i in range(3):
@@ -182,7 +181,8 @@ def test_resume_falls_back_to_the_newest_intact_pair_and_sets_the_damaged_aside(
     assert 'Resuming training from epoch: 2, iter: 10.' in log
     assert 'training_states/20.state is damaged; set aside as' in log and 'net_g_15.pth is damaged' in log
     assert f'removed {leftover}' in log and not leftover.exists()
-    assert (exp / 'training_states' / '20.state.damaged').exists() and (exp / 'models' / 'net_g_15.pth.damaged').exists()
+    assert (exp / 'training_states' / '20.state.damaged').exists()
+    assert (exp / 'models' / 'net_g_15.pth.damaged').exists()
     assert torch.load(exp / 'training_states' / '25.state')['iter'] == 25
 
 

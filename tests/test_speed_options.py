@@ -17,7 +17,7 @@ import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
 from basicsr.models import build_model
-from conftest import model_options
+from helpers import model_options
 from torch.nn import functional as F
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit

@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 from basicsr.archs.srresnet_arch import MSRResNet
-from conftest import run_cli, tiny_options
+from helpers import run_cli, tiny_options
 
 from sd_plugin.export import student_keys
 from sd_plugin.study.spec import load_spec, paired_init, run_options

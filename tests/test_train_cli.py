@@ -10,7 +10,7 @@ from os import path as osp
 import basicsr
 import pytest
 import torch
-from conftest import ROOT, run_cli, tiny_options, write_yaml
+from helpers import ROOT, run_cli, tiny_options, write_yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluate import model_sr, rgb2grey
+from sd_plugin.evaluation.protocol import model_sr, rgb2grey
 from sd_plugin.export import export, export_onnx
 from sd_plugin.imageio import read_image, write_image
 from sd_plugin.inference import load_sr_network, receptive_field, run_network, upscale_array

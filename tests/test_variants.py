@@ -3,7 +3,7 @@ claims to change, and nothing else."""
 import pytest
 import torch
 from basicsr.models import build_model
-from conftest import model_options
+from helpers import model_options
 
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.models.self_distill_sr_model import SELF_DISTILL_DEFAULTS, ramp, teacher_better_mask

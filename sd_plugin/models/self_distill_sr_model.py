@@ -1,6 +1,5 @@
 """SelfDistillSRModel: BasicSR's SRModel trained with self-distillation into the exits of an SRResNetMultiExit."""
 import contextlib
-import difflib
 import numbers
 from collections import OrderedDict
 from os import path as osp
@@ -14,6 +13,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
 from sd_plugin.errors import ConfigError, NonFiniteLossError
+from sd_plugin.text import did_you_mean
 
 # train.self_distill: the plugin's own YAML section, with the paper's defaults.
 SELF_DISTILL_DEFAULTS = {
@@ -75,8 +75,7 @@ def self_distill_options(train_opt, exits):
     given = dict(given or {})
     for key in given:
         if key not in SELF_DISTILL_DEFAULTS:
-            close = difflib.get_close_matches(key, SELF_DISTILL_DEFAULTS, n=1)
-            hint = f'; did you mean {close[0]!r}?' if close else f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
+            hint = did_you_mean(key, SELF_DISTILL_DEFAULTS) or f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
             raise ConfigError(f'train.self_distill.{key}: unknown key{hint}')
     opts = {**SELF_DISTILL_DEFAULTS, **given}
     for key in ('skip_nonfinite', 'distill_start_iter', 'distill_ramp_iters'):

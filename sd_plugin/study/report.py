@@ -21,6 +21,7 @@ import torch
 
 from sd_plugin.study.runner import finished, jobs, run_dir
 from sd_plugin.study.spec import has_student, merge, run_name
+from sd_plugin.text import markdown_table
 
 METRICS = ('psnr', 'ssim')
 
@@ -64,8 +65,9 @@ def output_names(spec, arm):
 
 def train_gmacs_per_iter(spec, arm):
     """Training GMACs of one iteration of the arm: 3 x the forward of every output on one batch of LR patches."""
-    from sd_plugin.preflight import build_network
     from torch.utils.flop_counter import FlopCounterMode
+
+    from sd_plugin.preflight import build_network
     opt = merge(spec['base'], spec['arms'][arm])
     train = opt['datasets']['train']
     lr = train['gt_size'] // opt['scale']
@@ -175,9 +177,8 @@ def markdown(doc):
     arms = doc['arms']
     lines = [f'# Study `{doc["name"]}`: {doc["iters"]} iterations, seeds {doc["seeds"]}', '',
              f'Protocol: {doc["protocol"]}.', '',
-             f'## Student (depth {doc["student_depth"]}): final PSNR (dB) / SSIM, mean ± 95 % interval', '',
-             '| arm | seeds | train GMACs/iter | ' + ' | '.join(f'{s} PSNR | {s} SSIM' for s in sets) + ' |',
-             '|---|---|---|' + '---|---|' * len(sets)]
+             f'## Student (depth {doc["student_depth"]}): final PSNR (dB) / SSIM, mean ± 95 % interval', '']
+    rows = []
     for name, arm in arms.items():
         if not any('student_psnr' in arm['sets'].get(s, {}) for s in sets):
             continue
@@ -185,11 +186,12 @@ def markdown(doc):
         for s in sets:
             result = arm['sets'].get(s, {})
             cells += [_pm(result.get('student_psnr'), 3), _pm(result.get('student_ssim'), 4)]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        rows.append(cells)
+    lines += markdown_table(['arm', 'seeds', 'train GMACs/iter', *(f'{s} {m}' for s in sets for m in ('PSNR', 'SSIM'))],
+                            rows)
     lines += ['', f'## Paired difference to `{arms[doc["baseline"]]["label"]}`, seed by seed: mean ± 95 % interval '
-              '(seeds where the arm is ahead / pairs)', '',
-              '| arm | ' + ' | '.join(f'{s} ΔPSNR (dB) | {s} ΔSSIM' for s in sets) + ' |',
-              '|---|' + '---|---|' * len(sets)]
+              '(seeds where the arm is ahead / pairs)', '']
+    rows = []
     for name, arm in arms.items():
         if name == doc['baseline'] or not any('paired_psnr' in arm['sets'].get(s, {}) for s in sets):
             continue
@@ -199,10 +201,10 @@ def markdown(doc):
                 entry = arm['sets'].get(s, {}).get(f'paired_{metric}')
                 cells.append('n/a' if entry is None else
                              f'{_signed(entry, digits)} ({entry["final"]["positive"]}/{entry["final"]["n"]})')
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', '## Teachers: final PSNR (dB) / SSIM, mean ± 95 % interval', '',
-              '| arm | seeds | ' + ' | '.join(f'{s} PSNR | {s} SSIM' for s in sets) + ' |',
-              '|---|---|' + '---|---|' * len(sets)]
+        rows.append(cells)
+    lines += markdown_table(['arm', *(f'{s} {m}' for s in sets for m in ('ΔPSNR (dB)', 'ΔSSIM'))], rows)
+    lines += ['', '## Teachers: final PSNR (dB) / SSIM, mean ± 95 % interval', '']
+    rows = []
     for name, arm in arms.items():
         if not any('teacher_psnr' in arm['sets'].get(s, {}) for s in sets):
             continue
@@ -210,7 +212,8 @@ def markdown(doc):
         for s in sets:
             result = arm['sets'].get(s, {})
             cells += [_pm(result.get('teacher_psnr'), 3), _pm(result.get('teacher_ssim'), 4)]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+        rows.append(cells)
+    lines += markdown_table(['arm', 'seeds', *(f'{s} {m}' for s in sets for m in ('PSNR', 'SSIM'))], rows)
     return '\n'.join(lines) + '\n'
 
 

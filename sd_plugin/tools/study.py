@@ -17,8 +17,9 @@ def parse_list(text, kind=str):
 
 @one_line_errors('sd-study')
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog='sd-study', description=__doc__,
-                                     epilog='example: sd-study options/study/proxy.yml --out results/study --parallel 2')
+    parser = argparse.ArgumentParser(
+        prog='sd-study', description=__doc__,
+        epilog='example: sd-study options/study/proxy.yml --out results/study --parallel 2')
     parser.add_argument('spec', help='study file (YAML), e.g. options/study/proxy.yml')
     parser.add_argument('--out', required=True, help='output folder (runs, students, study.json/md/png)')
     parser.add_argument('--parallel', type=int, default=1, help='runs trained at once (default: 1)')

@@ -1,4 +1,5 @@
-"""sd-prepare: make paired HR/LR training and benchmark data that BasicSR's PairedImageDataset reads.
+"""Paired HR/LR data that BasicSR's ``PairedImageDataset`` reads, made the way the published benchmarks were
+(the library behind ``sd-prepare``; see ``sd_plugin.tools.prepare`` for the command).
 
 LR images are the HR image (cropped to a multiple of the scale) down-sampled with sd_plugin.data.bicubic.imresize,
 the MATLAB-exact bicubic that made the published benchmark LR images. Every output folder or LMDB pairs images by
@@ -7,25 +8,23 @@ name: the same file name (folders, `filename_tmpl: '{}'`) or the same key (LMDB,
 Grey images stay single-channel PNGs: PairedImageDataset decodes in colour mode, so it reads them as 3 equal
 channels, the same as resizing the 3 channels; the benchmark protocol measures them on their grey values.
 
-Outputs are built in a hidden temporary folder inside --out and renamed into place at the end, so an interrupted
-run never leaves a half-made folder or LMDB under its final name. An existing output needs --overwrite.
+Outputs are built in a hidden temporary folder inside the output folder and renamed into place at the end, so an
+interrupted run never leaves a half-made folder or LMDB under its final name. An existing output needs
+``overwrite``; an output is never one of the input folders.
 """
-import argparse
 import os
 import shutil
 import tempfile
 from os import path as osp
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
-from sd_plugin.cli import one_line_errors
 from sd_plugin.data.bicubic import imresize
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import check_apart
+from sd_plugin.imageio import IMAGE_EXTENSIONS, is_image_file, read_uint8
 
-IMAGE_EXTENSIONS = ('.png', '.bmp', '.jpg', '.jpeg')
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
@@ -36,7 +35,7 @@ def list_images(folders, flag):
     for folder in [folders] if isinstance(folders, str) else folders:
         if not osp.isdir(folder):
             raise ConfigError(f'{flag} {folder}: no such folder')
-        found = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        found = sorted(osp.join(folder, f) for f in os.listdir(folder) if is_image_file(f))
         if not found:
             raise ConfigError(f'{flag} {folder}: no images ({"/".join(IMAGE_EXTENSIONS)}) in this folder')
         paths += found
@@ -51,20 +50,6 @@ def list_images(folders, flag):
 
 def stem(path):
     return osp.splitext(osp.basename(path))[0]
-
-
-def read_image(path):
-    """uint8 (H, W) grey or (H, W, 3) BGR image; an alpha channel is dropped. ConfigError naming an unreadable file."""
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ConfigError(f'{path}: cannot read this image (corrupt or not an image)')
-    if img.dtype != np.uint8:
-        raise ConfigError(f'{path}: {img.dtype} image, only 8-bit images are supported')
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    elif img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    return img
 
 
 def mod_crop(img, scale, path):
@@ -178,7 +163,7 @@ def paired_items(pairs, scale, subimages, crop, step):
 def bicubic_pairs(paths, scale, desc):
     """(name, HR cropped to a multiple of scale, its bicubic LR) for each HR path, with a progress bar."""
     for path in tqdm(paths, desc=desc, unit='image'):
-        hr = mod_crop(read_image(path), scale, path)
+        hr = mod_crop(read_uint8(path), scale, path)
         yield stem(path), hr, imresize(hr, 1 / scale)
 
 
@@ -189,48 +174,51 @@ def div2k_pairs(hr_paths, lr_folder, scale):
         lr_path = osp.join(lr_folder, f'{name}x{scale}.png')
         if not osp.isfile(lr_path):
             raise ConfigError(f'{lr_path}: missing (the LR of {path})')
-        hr, lr = mod_crop(read_image(path), scale, path), read_image(lr_path)
+        hr, lr = mod_crop(read_uint8(path), scale, path), read_uint8(lr_path)
         if lr.shape[:2] != (hr.shape[0] // scale, hr.shape[1] // scale):
             raise ConfigError(f'{lr_path}: {lr.shape[1]}x{lr.shape[0]} is not {path} '
                               f'({hr.shape[1]}x{hr.shape[0]} after cropping to a multiple of {scale}) / {scale}')
         yield name, hr, lr
 
 
-def check_paired_options(args):
-    """--scale >= 2; with sub-images, --crop and --step multiples of it (so LR crops sit on whole pixels)."""
-    if args.scale < 2:
-        raise ConfigError(f'--scale {args.scale}: must be >= 2')
-    if args.command == 'folder' and not args.subimages:
-        return
-    for flag, value in (('--crop', args.crop), ('--step', args.step)):
-        if value < 1 or value % args.scale:
-            raise ConfigError(f'{flag} {value}: must be a positive multiple of --scale {args.scale}')
-
-
-def run_div2k(args):
-    hr_folder = osp.join(args.root, 'DIV2K_train_HR')
+def prepare_div2k(root, out, scale=4, crop=480, step=240, lmdb=False, overwrite=False):
+    """DIV2K in its standard layout (``root/DIV2K_train_HR/0001.png`` ..., and ``root/DIV2K_train_LR_bicubic/X<s>/``
+    if present, else bicubic from the HR) -> paired sub-images under ``out``. Returns {'hr': path, 'lr': path}."""
+    check_paired_options(scale, crop, step)
+    hr_folder = osp.join(root, 'DIV2K_train_HR')
     if not osp.isdir(hr_folder):
-        raise ConfigError(f'--root {args.root}: no DIV2K_train_HR folder in it')
+        raise ConfigError(f'--root {root}: no DIV2K_train_HR folder in it')
     hr_paths = list_images(hr_folder, '--root')
-    if args.lmdb:
+    if lmdb:
         for p in hr_paths:
             check_lmdb_key(p)
-    lr_folder = osp.join(args.root, 'DIV2K_train_LR_bicubic', f'X{args.scale}')
+    lr_folder = osp.join(root, 'DIV2K_train_LR_bicubic', f'X{scale}')
     if osp.isdir(lr_folder):
         print(f'LR: the official {lr_folder}')
-        pairs = div2k_pairs(hr_paths, lr_folder, args.scale)
+        pairs = div2k_pairs(hr_paths, lr_folder, scale)
     else:
         print(f'LR: bicubic from the HR ({lr_folder} not found)')
-        pairs = bicubic_pairs(hr_paths, args.scale, 'DIV2K')
-    outputs = {'hr': 'DIV2K_train_HR_sub', 'lr': f'DIV2K_train_LR_bicubic/X{args.scale}_sub'}
-    items = paired_items(pairs, args.scale, True, args.crop, args.step)
-    return publish(args.out or osp.join('datasets', 'DIV2K'), outputs, items, args.lmdb, args.overwrite,
-                   {'--root': args.root})
+        pairs = bicubic_pairs(hr_paths, scale, 'DIV2K')
+    outputs = {'hr': 'DIV2K_train_HR_sub', 'lr': f'DIV2K_train_LR_bicubic/X{scale}_sub'}
+    items = paired_items(pairs, scale, True, crop, step)
+    return publish(out or osp.join('datasets', 'DIV2K'), outputs, items, lmdb, overwrite, {'--root': root})
+
+
+def check_paired_options(scale, crop, step, subimages=True):
+    """scale >= 2; with sub-images, crop and step multiples of it (so LR crops sit on whole pixels)."""
+    if scale < 2:
+        raise ConfigError(f'--scale {scale}: must be >= 2')
+    if not subimages:
+        return
+    for flag, value in (('--crop', crop), ('--step', step)):
+        if value < 1 or value % scale:
+            raise ConfigError(f'{flag} {value}: must be a positive multiple of --scale {scale}')
 
 
 def prepare_folder(hr, name, out, scale=4, subimages=False, crop=480, step=240, lmdb=False, overwrite=False):
     """HR images of the folders ``hr`` -> ``out/HR`` and ``out/LR_bicubic/X<scale>`` (``_sub`` with sub-images,
     ``.lmdb`` with ``lmdb``), every file named ``<stem>.png``. Returns {'hr': path, 'lr': path}."""
+    check_paired_options(scale, crop, step, subimages)
     hr = [hr] if isinstance(hr, str) else list(hr)
     paths = list_images(hr, '--hr')
     if lmdb:
@@ -255,85 +243,10 @@ def prepare_benchmark(hr, name, out, scales=(2, 3, 4), overwrite=False):
 
     def items():
         for path in tqdm(paths, desc=name, unit='image'):
-            img = read_image(path)
+            img = read_uint8(path)
             for s in scales:
                 gt = mod_crop(img, s, path)
                 yield f'gt{s}', f'{stem(path)}.png', gt
                 yield f'lr{s}', f'{stem(path)}.png', imresize(gt, 1 / s)
 
     return publish(out or osp.join('datasets', name), outputs, items(), False, overwrite, {'--hr': hr})
-
-
-def run_folder(args):
-    return prepare_folder(args.hr, args.name, args.out, args.scale, args.subimages, args.crop, args.step, args.lmdb,
-                          args.overwrite)
-
-
-def run_benchmark(args):
-    return prepare_benchmark(args.hr, args.name, args.out, args.scale, args.overwrite)
-
-
-def build_parser():
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument('--overwrite', action='store_true', help='replace existing outputs')
-    paired = argparse.ArgumentParser(add_help=False)
-    paired.add_argument('--scale', type=int, default=4, help='down-sampling factor (default: 4)')
-    paired.add_argument('--lmdb', action='store_true', help='write LMDBs (<folder>.lmdb) instead of folders')
-    paired.add_argument('--crop', type=int, default=480, help='HR sub-image size (default: 480)')
-    paired.add_argument('--step', type=int, default=240, help='HR sub-image step (default: 240)')
-
-    parser = argparse.ArgumentParser(prog='sd-prepare', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest='command', required=True, metavar='{div2k,folder,benchmark}')
-    fmt = argparse.RawDescriptionHelpFormatter
-    div2k = commands.add_parser(
-        'div2k', parents=[common, paired], formatter_class=fmt, help='DIV2K train set -> paired sub-images',
-        description='DIV2K (ROOT/DIV2K_train_HR/0001.png ..., and ROOT/DIV2K_train_LR_bicubic/X4/0001x4.png if '
-        'present, else bicubic from the HR) -> 480 px HR sub-images (step 240) and their LR: '
-        'OUT/DIV2K_train_HR_sub/0001_s001.png ... and OUT/DIV2K_train_LR_bicubic/X4_sub/0001_s001.png ...; '
-        'with --lmdb OUT/DIV2K_train_HR_sub.lmdb and OUT/DIV2K_train_LR_bicubic_X4_sub.lmdb.',
-        epilog='example:\n  sd-prepare div2k --root ~/data/DIV2K --out datasets/DIV2K --scale 4 --lmdb')
-    div2k.add_argument('--root', required=True, help='folder holding DIV2K_train_HR/')
-    div2k.add_argument('--out', default=None, help='output folder (default: datasets/DIV2K)')
-    div2k.set_defaults(run=run_div2k)
-
-    folder = commands.add_parser(
-        'folder', parents=[common, paired], formatter_class=fmt, help='any folder of HR images -> paired data',
-        description='A folder of HR PNG/BMP/JPG images -> OUT/HR/<name>.png (cropped to a multiple of the scale) '
-        'and OUT/LR_bicubic/X<s>/<name>.png; with --subimages OUT/HR_sub and OUT/LR_bicubic/X<s>_sub '
-        '(<name>_s001.png ...; images smaller than --crop are kept whole); with --lmdb the same names + .lmdb, '
-        '"/" written as "_" (OUT/HR.lmdb, OUT/LR_bicubic_X4.lmdb).',
-        epilog='examples:\n  sd-prepare folder --hr ../shared/data/T91/HR --name T91 --out datasets/T91 --scale 4\n'
-        '  sd-prepare folder --hr ../shared/data/T91/HR ../shared/data/BSD200/HR --name 291 --subimages --lmdb\n'
-        '  sd-prepare folder --hr ~/photos --name photos --subimages --crop 240 --step 120 --lmdb')
-    folder.add_argument('--hr', required=True, nargs='+', help='folder(s) of HR images, e.g. T91/HR BSD200/HR')
-    folder.add_argument('--name', required=True, help='data set name (default --out: datasets/NAME)')
-    folder.add_argument('--out', default=None, help='output folder (default: datasets/NAME)')
-    folder.add_argument('--subimages', action='store_true', help='cut HR into --crop px sub-images every --step px')
-    folder.set_defaults(run=run_folder)
-
-    bench = commands.add_parser(
-        'benchmark', parents=[common], formatter_class=fmt, help='benchmark set -> GTmod<s>/ and LRbicx<s>/',
-        description='A benchmark HR folder -> OUT/GTmod<s>/<name>.png (HR cropped to a multiple of s) and '
-        'OUT/LRbicx<s>/<name>.png (bicubic / s) for each scale s; grey images stay single-channel.',
-        epilog='example:\n  sd-prepare benchmark --hr ../shared/data/Set5/HR --name Set5 --out datasets/Set5 '
-        '--scale 2 3 4')
-    bench.add_argument('--hr', required=True, help='folder of HR images')
-    bench.add_argument('--name', required=True, help='data set name (default --out: datasets/NAME)')
-    bench.add_argument('--out', default=None, help='output folder (default: datasets/NAME)')
-    bench.add_argument('--scale', type=int, nargs='+', default=[2, 3, 4], help='scales (default: 2 3 4)')
-    bench.set_defaults(run=run_benchmark)
-    return parser
-
-
-@one_line_errors('sd-prepare')
-def main(argv=None):
-    """Run one sd-prepare subcommand (``argv``: its arguments, default sys.argv[1:]); print what it wrote."""
-    args = build_parser().parse_args(argv)
-    if args.command != 'benchmark':
-        check_paired_options(args)
-    args.run(args)
-
-
-if __name__ == '__main__':
-    main()

@@ -22,19 +22,20 @@ from os import path as osp
 
 import cv2
 import yaml
-
-import sd_plugin  # noqa: F401  (registrations)
 from basicsr.utils import get_root_logger
 from tqdm import tqdm
 
+import sd_plugin  # noqa: F401  (registrations)
+from sd_plugin import compat
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.cli import one_line_errors
-from sd_plugin import compat
-from sd_plugin.data.prepare import IMAGE_EXTENSIONS, prepare_benchmark, prepare_folder
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluate import evaluate, markdown_table
+from sd_plugin.evaluation.protocol import evaluate
+from sd_plugin.evaluation.report import markdown_table
 from sd_plugin.export import export
 from sd_plugin.files import check_apart, claim_folder
+from sd_plugin.imageio import IMAGE_EXTENSIONS
+from sd_plugin.prepare import prepare_benchmark, prepare_folder
 
 SCALE = 4
 SKIMAGE_TRAIN = ('astronaut', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'retina', 'colorwheel')

@@ -20,10 +20,12 @@ import yaml
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluate import evaluate, plot
+from sd_plugin.evaluation.protocol import evaluate
+from sd_plugin.evaluation.report import plot
+from sd_plugin.files import shipped_options
+from sd_plugin.text import markdown_table
 
 PAPER_SETS = ['Set5', 'Set14', 'BSD100', 'Urban100']  # the paper's column order; other sets follow by name
-REPO_OPTIONS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'options', 'cpu')
 TABLES = {  # table -> [(options file stem, row label)]
     1: [('baseline_sr8', 'SRResNet-8 alone'), ('sd_sr32', 'SD-32'), ('ds_sr32', 'DS-32')],
     2: [('baseline_sr8', 'SRResNet-8 alone'), ('sd_sr32', 'SD-32'), ('sd_sr50', 'SD-50'), ('sd_sr100', 'SD-100')],
@@ -96,8 +98,8 @@ def markdown(table, records, runs, paper):
     labels = {run['model']: run['label'] for run in runs}
     head = ['model', 'blocks run', 'params'] + [f'{s} {who}' for s in sets for who in ('ours', 'paper')]
     lines = [f'Table {table}: x{records[0]["scale"]} PSNR (dB) / SSIM, Y channel, border {records[0]["scale"]} '
-             f'(sd-eval protocol); {runs[0]["iters"] if runs else 0} iterations per run.', '',
-             '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+             f'(sd-eval protocol); {runs[0]["iters"] if runs else 0} iterations per run.', '']
+    body = []
     rows = dict.fromkeys((r['model'], r['exit']) for r in records)
     teacher_depth = {m: max(r['depth'] or 0 for r in records if r['model'] == m) for m, _ in rows}
     for model, exit_ in rows:
@@ -112,33 +114,41 @@ def markdown(table, records, runs, paper):
         cells = [label, str(first['depth'] or '-'), f'{first["params"]:,}' if first['params'] else '-']
         for s in sets:
             cells += [f'{mine[s]["psnr"]:.2f} / {mine[s]["ssim"]:.4f}', paper.get(label, {}).get(s, 'n/a')]
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    lines += ['', 'Run wall times: ' + ', '.join(f'{r["label"]} {r["seconds"] / 60:.1f} min' for r in runs) + '.']
+        body.append(cells)
+    times = ', '.join(f'{r["label"]} {r["seconds"] / 60:.1f} min' for r in runs)
+    lines += [*markdown_table(head, body), '', f'Run wall times: {times}.']
     if not paper:
         lines.append('Paper values: not shipped with this repository (pass --paper FILE with '
                      '{"<row label>": {"<set>": "PSNR / SSIM"}}).')
     return '\n'.join(lines) + '\n'
 
 
-def reproduce(table, iters, data, out, options_dir=REPO_OPTIONS, paper=None):
+def reproduce(table, iters, data, out, options_dir=None, paper=None):
     """Train, evaluate and report one table; returns the JSON document written to ``OUT/table<N>.json``."""
     if table not in TABLES:
         raise ConfigError(f'--table {table}: must be one of {sorted(TABLES)}')
     if iters < 1:
         raise ConfigError(f'--iters {iters}: must be >= 1')
     data, out = osp.abspath(data), osp.abspath(out)
+    options_dir = options_dir or shipped_options('cpu')
     os.makedirs(out, exist_ok=True)
     runs, ckpts = [], []
     for stem, label in TABLES[table]:
         template = osp.join(options_dir, f'{stem}.yml')
         if not osp.isfile(template):
             raise ConfigError(f'--options {options_dir}: no {stem}.yml')
-        opt = run_options(template, iters, data, benchmark_sets(data, 4))
+        with open(template) as f:
+            scale = yaml.safe_load(f)['scale']
+        opt = run_options(template, iters, data, benchmark_sets(data, scale))
         ckpt, seconds = train(opt, out)
-        runs.append({'model': opt['name'], 'label': label, 'options': template, 'iters': iters, 'seconds': seconds})
+        runs.append({'model': opt['name'], 'label': label, 'options': template, 'iters': iters, 'seconds': seconds,
+                     'scale': scale})
         ckpts.append(ckpt)
-    sets = benchmark_sets(data, 4)
-    records = evaluate(ckpts, data, sets, scale=4, names=[r['model'] for r in runs])
+    run_scales = sorted({r['scale'] for r in runs})
+    if len(run_scales) != 1:
+        raise ConfigError(f'--options {options_dir}: the templates of table {table} mix scales {run_scales}')
+    scale = run_scales[0]
+    records = evaluate(ckpts, data, benchmark_sets(data, scale), scale=scale, names=[r['model'] for r in runs])
     doc = {'table': table, 'iters': iters, 'data': data, 'runs': runs, 'records': records}
     with open(osp.join(out, f'table{table}.json'), 'w') as f:
         json.dump(doc, f, indent=2)
@@ -158,7 +168,8 @@ def main(argv=None):
     parser.add_argument('--iters', type=int, required=True, help='training iterations of every run')
     parser.add_argument('--data', required=True, help='folder with the training set (291/) and benchmark sets')
     parser.add_argument('--out', default='results', help='output folder (default: results)')
-    parser.add_argument('--options', default=REPO_OPTIONS, help=f'folder of option templates (default: {REPO_OPTIONS})')
+    parser.add_argument('--options', default=None, help='folder of option templates (default: the cpu/ options '
+                        'shipped with sd_plugin)')
     parser.add_argument('--paper', default=None, help='JSON of the paper\'s values to print beside ours')
     args = parser.parse_args(argv)
     paper = None

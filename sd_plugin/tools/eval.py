@@ -1,0 +1,136 @@
+"""sd-eval: PSNR/SSIM of every exit, the teacher, any other SRResNet checkpoint and bicubic on benchmark sets, with
+parameters, MACs and (``--complexity``) CPU latency.
+
+Example::
+
+    sd-prepare benchmark --hr ../shared/data/Set5/HR --name Set5 --out datasets/Set5 --scale 4
+    sd-prepare benchmark --hr ../shared/data/Set14/HR --name Set14 --out datasets/Set14 --scale 4
+    sd-eval experiments/my_sd/models/net_g_latest.pth baseline_srresnet8.pth --data datasets --sets Set5 Set14 \\
+        --scale 4 --json results.json --plot psnr_vs_macs.png --complexity
+
+Checkpoints: a ``SRResNetMultiExit`` one (keys ``exit_heads.*``) gives one row per exit plus the teacher; a stock
+BasicSR ``MSRResNet`` one or an ``sd-export``-ed student gives one row. The architecture is read off the state dict;
+the weights are ``params_ema`` when the file has them, else ``params`` (``--param-key`` forces one). A bicubic row is
+always added. Benchmark sets are read in the layout ``sd-prepare benchmark`` writes: ``DATA/<set>/GTmod<s>/<name>.png``
+(HR cropped to a multiple of s) and ``DATA/<set>/LRbicx<s>/<name>.png`` (same names).
+
+Measurement protocol (default), the one behind the published SR tables (e.g. bicubic x4: Set5 28.42 dB / 0.8104,
+Set14 26.00 dB / 0.7027, which this reproduces):
+
+* every SR image is uint8: bicubic SR is MATLAB-style bicubic (``sd_plugin.data.bicubic.imresize``) of the LR file
+  by s, rounded to uint8; a model's output is rounded to uint8 by BasicSR's ``tensor2img``;
+* PSNR and SSIM are measured on the Y channel of BT.601 YCbCr as MATLAB's ``rgb2ycbcr`` computes it on uint8
+  images: ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255`` (R, G, B in [0, 1]), ROUNDED to uint8;
+* a single-channel (grey) image, such as Set14's ``bridge``, is measured on its grey values, not converted to Y
+  (the MATLAB scripts only convert 3-channel images). Bicubic resizes the grey image itself. A model gets the grey
+  LR replicated to 3 channels, and its RGB output is brought back to grey with the same BT.601 luma weights on the
+  full 0-255 range, ``grey = 0.299 R + 0.587 G + 0.114 B`` (= (Y - 16) * 255 / 219), rounded to uint8. That is the
+  exact inverse of the replication (an output with R = G = B = v gives v back), so a model is measured on the same
+  grey scale as its ground truth and as the bicubic row; Y itself (16-235) would not be comparable with the 0-255
+  grey ground truth;
+* a border of ``scale`` pixels is cropped on every side; SSIM is the MATLAB one (11x11 Gaussian, sigma 1.5, valid
+  mode: BasicSR's ``_ssim``) on the float64 of those uint8 values; both are averaged over the images of a set.
+  The same protocol is applied to every row, bicubic or model.
+
+``--rgb`` measures PSNR/SSIM on the three RGB channels (border ``scale``), as BasicSR's model zoo reports them;
+grey images are expanded to 3 channels, as BasicSR reads them.
+
+Note on BasicSR's numbers: BasicSR's validation (``calculate_psnr`` / ``calculate_ssim`` with
+``test_y_channel: true``, during training and in ``basicsr/test.py``) uses the UNROUNDED Y and reads grey images as
+3 equal channels, so its values differ from this protocol's: by about 0.01 dB on RGB images (bicubic x4 Set5: 28.430
+vs 28.418 dB) and more on sets with grey images (bicubic x4 Set14: 26.09 vs 25.99 dB, because of ``bridge``).
+``--basicsr-y`` measures exactly as BasicSR does, to compare with its logs.
+
+Complexity: ``params`` counts the parameters that run for that output (exit k: the first conv, k blocks and exit
+head k, i.e. an ``MSRResNet(num_block=k)``; the teacher: without the exit heads). ``macs`` are counted by
+``torch.utils.flop_counter.FlopCounterMode`` (convolutions: MACs = FLOPs / 2) on a ``--lr-size`` input (default
+320x180, a 1280x720 output at x4), running only the first k blocks for exit k. The counter counts convolutions only:
+the bilinear global skip, pixel shuffle, activations, biases and additions are not counted (a few MACs per output
+pixel, against ~1.4 M per LR pixel in the convolutions). ``--complexity`` adds CPU latency: the median over
+``--repeats`` runs after ``--warmup`` runs, at ``--lr-size``, with ``--threads`` (reported) torch threads.
+
+Output: ``--json PATH`` writes the results as a list of records ``{"model", "exit", "dataset", "scale", "psnr",
+"ssim", "params", "macs", ...}`` (``exit``: the depth for a multi-exit checkpoint, the teacher included, null for a
+single-exit model; ``model`` is ``"bicubic"`` for the bicubic rows); the markdown table printed and the ``--plot``
+PNG (PSNR against MACs) are drawn from those records.
+"""
+import argparse
+import json
+
+import torch
+
+from sd_plugin.cli import one_line_errors
+from sd_plugin.errors import ConfigError
+from sd_plugin.evaluation.protocol import evaluate
+from sd_plugin.evaluation.report import markdown_table, plot
+from sd_plugin.files import atomic_write, check_apart
+
+
+def parse_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+        if w < 1 or h < 1:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f'--lr-size {text!r}: must be WIDTHxHEIGHT, e.g. 320x180') from None
+    return w, h
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog='sd-eval', description=__doc__.split('\n\n')[0],
+                                     epilog='example: sd-eval net_g_latest.pth --data datasets --sets Set5 Set14 '
+                                     '--scale 4 --json results.json --plot psnr_vs_macs.png --complexity')
+    parser.add_argument('ckpts', nargs='*', metavar='CKPT', help='checkpoints (multi-exit, MSRResNet or exported)')
+    parser.add_argument('--data', default='datasets', help='folder of <set>/GTmod<s> and <set>/LRbicx<s> '
+                        '(sd-prepare benchmark; default: datasets)')
+    parser.add_argument('--sets', nargs='*', default=['Set5', 'Set14'],
+                        help='benchmark sets (default: Set5 Set14; none: complexity only)')
+    parser.add_argument('--scale', type=int, default=None, help="scale (default: the checkpoints')")
+    metric = parser.add_mutually_exclusive_group()
+    metric.add_argument('--rgb', action='store_const', const='rgb', dest='mode', default='y',
+                        help='RGB PSNR/SSIM (BasicSR model zoo) instead of the rounded Y channel')
+    metric.add_argument('--basicsr-y', action='store_const', const='basicsr-y', dest='mode',
+                        help="BasicSR validation's Y (unrounded, grey images as 3 channels), to compare with its logs")
+    parser.add_argument('--names', nargs='+', default=None, help='model names (default: checkpoint file stems)')
+    parser.add_argument('--param-key', default=None, help='weights to use (default: params_ema if present, else '
+                        'params)')
+    parser.add_argument('--json', default=None, metavar='PATH', help='write the records here')
+    parser.add_argument('--plot', default=None, metavar='PATH', help='write a PSNR-vs-MACs PNG here')
+    parser.add_argument('--complexity', action='store_true', help='also measure CPU latency')
+    parser.add_argument('--lr-size', default='320x180', help='LR WIDTHxHEIGHT for MACs and latency '
+                        '(default: 320x180, 1280x720 output at x4)')
+    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--warmup', type=int, default=1, help='latency warm-up runs (default: 1)')
+    parser.add_argument('--repeats', type=int, default=5, help='latency runs, median reported (default: 5)')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    return parser
+
+
+@one_line_errors('sd-eval')
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    lr_size = parse_size(args.lr_size)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f'--threads {args.threads}: must be >= 1')
+        torch.set_num_threads(args.threads)
+    if args.repeats < 1 or args.warmup < 0:
+        raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
+    check_apart({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data})
+    records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
+                       args.complexity, args.warmup, args.repeats, progress=not args.quiet)
+    if args.json:
+        atomic_write(args.json, lambda f: json.dump(records, f, indent=1), mode='w')
+        print(f'wrote {args.json}')
+    if args.plot:
+        plot(records, args.plot)
+        print(f'wrote {args.plot}')
+    protocol = {'y': 'Y (BT.601, rounded; grey images on grey values)', 'rgb': 'RGB',
+                'basicsr-y': "Y as BasicSR's validation (unrounded)"}[args.mode]
+    if args.sets:
+        print(f'\nPSNR / SSIM: {protocol}, border {records[0]["scale"]} px cropped')
+    print(markdown_table(records))
+
+
+if __name__ == '__main__':
+    main()
