@@ -24,10 +24,16 @@ from sd_plugin.study.spec import has_student, paired_init, run_name, run_options
 
 
 def jobs(spec):
-    """[(arm, seed)] in the order they run: seed by seed, arms in the study file's order, so that an interrupted
-    study has complete pairs for its first seeds."""
+    """[(arm, seed)] in the order they run: the study file's ``schedule`` (a list of {arms, seeds} stages, each run
+    seed by seed) when it has one, then any (arm, seed) it left out; by default seed by seed, arms in the study
+    file's order, so that an interrupted study has complete pairs for its first seeds."""
+    order = []
+    for stage in spec.get('schedule') or []:
+        order += [(arm, seed) for seed in stage['seeds'] for arm in stage['arms']]
     seeds = list(dict.fromkeys([*spec['seeds'], *(s for arm in spec['arms'].values() for s in arm['seeds'])]))
-    return [(arm, seed) for seed in seeds for arm, arm_spec in spec['arms'].items() if seed in arm_spec['seeds']]
+    order += [(arm, seed) for seed in seeds for arm, arm_spec in spec['arms'].items() if seed in arm_spec['seeds']]
+    wanted = {(arm, seed) for arm, arm_spec in spec['arms'].items() for seed in arm_spec['seeds']}
+    return [job for job in dict.fromkeys(order) if job in wanted]
 
 
 def run_dir(out, arm, seed):

@@ -3,7 +3,8 @@
 A study file holds ``name``, ``seeds`` (list of int), ``iters``, ``val_freq``, ``student_depth`` (the exit depth
 that every arm's student sits at), ``baseline`` (an arm name), ``arms`` ({name: overrides}) and ``base`` (a BasicSR
 training option dict for ``SelfDistillSRModel``). Each arm is ``base`` with its overrides merged in; its keys
-``label`` and ``seeds`` belong to the study, not to BasicSR.
+``label`` and ``seeds`` belong to the study, not to BasicSR. An optional ``schedule`` (a list of {arms, seeds}) sets
+the order the runs train in; every (arm, seed) it names must also be in that arm's seeds.
 """
 import copy
 import os
@@ -74,6 +75,13 @@ def load_spec(path, **overrides):
         arm = spec['arms'][name] = dict(arm or {})
         arm.setdefault('label', name)
         arm.setdefault('seeds', spec['seeds'])
+    for i, stage in enumerate(spec.get('schedule') or []):
+        if not isinstance(stage, dict) or not isinstance(stage.get('arms'), list) or not isinstance(stage.get('seeds'),
+                                                                                                   list):
+            raise ConfigError(f'schedule[{i}]: must be a mapping with lists arms and seeds')
+        unknown = [a for a in stage['arms'] if a not in spec['arms']]
+        if unknown and not keep:
+            raise ConfigError(f'schedule[{i}].arms: {unknown[0]!r} is not an arm')
     if not has_student(spec, spec['baseline']):
         raise ConfigError(f'baseline={spec["baseline"]!r}: has no output at student_depth={spec["student_depth"]}')
     return spec
