@@ -5,6 +5,11 @@ Timing protocol: every round runs each variant once (``reps`` calls, then a devi
 each round (A B C, B C A, C A B, ...), so slow drifts and neighbours' load hit all variants alike. A ratio is taken
 per round (variant X's time / variant Y's time in the same round); we report the median of those per-round ratios,
 their inter-quartile range (25-75 %) and their min-max.
+
+Judging (``judge``): a ratio is UNSTABLE, neither PASS nor MISS, when its spread is too wide to decide: its IQR is
+wider than ``MAX_REL_IQR`` (20 %) of its median, or a goal's boundary lies inside the IQR (the first and third
+quartiles would give different verdicts), or it has fewer than ``MIN_ROUNDS`` (5) per-round values. A ratio without
+a goal is flagged UNSTABLE on the first and last rules alone.
 """
 import argparse
 import json
@@ -27,6 +32,8 @@ import sd_plugin  # noqa: E402,F401  (compat fixes and registrations, before bas
 from sd_plugin.evaluation.complexity import count_macs  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+MAX_REL_IQR = 0.20  # UNSTABLE above this IQR / median (--max-rel-iqr)
+MIN_ROUNDS = 5  # UNSTABLE with fewer per-round values: their quartiles say little
 
 
 # ----------------------------------------------------------------------------------------------- command line
@@ -44,6 +51,8 @@ def base_parser(description, precision=True, compile_=True):
     parser.add_argument('--rounds', type=int, default=None, help='timed rounds (default: per script, fewer with '
                         '--quick)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--max-rel-iqr', type=float, default=MAX_REL_IQR, metavar='R',
+                        help=f'a ratio whose IQR is wider than R x its median is UNSTABLE (default: {MAX_REL_IQR})')
     parser.add_argument('--json', default=None, metavar='PATH', help='write the results here')
     return parser
 
@@ -58,6 +67,10 @@ def setup(args):
         torch.set_num_threads(args.threads)
     if args.rounds is not None and args.rounds < 2:
         raise SystemExit('--rounds: at least 2')
+    global MAX_REL_IQR
+    if not args.max_rel_iqr > 0:
+        raise SystemExit(f'--max-rel-iqr {args.max_rel_iqr}: must be > 0')
+    MAX_REL_IQR = args.max_rel_iqr
     from basicsr.utils import get_root_logger
     get_root_logger().setLevel(logging.WARNING)  # build_model prints every network otherwise
     logging.getLogger('torch._dynamo').setLevel(logging.ERROR)
@@ -118,9 +131,60 @@ def spread(values):
     return {'median': statistics.median(values), 'q1': q1, 'q3': q3, 'min': min(values), 'max': max(values)}
 
 
+def judge(per_round, goal=None, max_rel_iqr=None, min_rounds=None):
+    """Spread and verdict of a list of per-round ratios.
+
+    Args:
+        per_round (list[float]): the ratio of each round.
+        goal (tuple | None): ('<=' or '>=', value, text), or ('in', (low, high), text): what the median must meet.
+        max_rel_iqr (float | None): UNSTABLE when (q3 - q1) / median exceeds it; None: ``MAX_REL_IQR``.
+        min_rounds (int | None): UNSTABLE with fewer values; None: ``MIN_ROUNDS``.
+    Returns:
+        dict: ``spread``'s keys, ``rel_iqr``, ``unstable`` (a list of reasons, empty when the spread allows a
+        verdict), ``verdict`` ('PASS', 'MISS', 'UNSTABLE', or '' for a stable ratio without a goal) and ``result``
+        (the table's text); with a goal also ``goal``, ``goal_text``, ``goal_value``, ``goal_op``, ``margin`` (> 0:
+        the median is inside the goal, as a share of the goal) and ``passed`` (True / False; None when UNSTABLE).
+    """
+    max_rel_iqr = MAX_REL_IQR if max_rel_iqr is None else max_rel_iqr
+    min_rounds = MIN_ROUNDS if min_rounds is None else min_rounds
+    out = spread(per_round)
+    med, q1, q3 = out['median'], out['q1'], out['q3']
+    out['rel_iqr'] = (q3 - q1) / abs(med) if med else float('inf')
+    reasons = []
+    if len(per_round) < min_rounds:
+        reasons.append(f'{len(per_round)} rounds, fewer than {min_rounds}')
+    if out['rel_iqr'] > max_rel_iqr:
+        reasons.append(f'IQR {q1:.3f}-{q3:.3f}, {100 * out["rel_iqr"]:.0f} % of the median')
+    if goal is not None:
+        op, value, text = goal
+        if op == 'in':  # margin: distance to the nearer end, relative to it; > 0 inside
+            low, high = value
+            margin = min((med - low) / low, (high - med) / high)
+            shown, edges = f'in [{low:.3f}, {high:.3f}]', (low, high)
+        elif op in ('<=', '>='):
+            margin = (value - med) / value if op == '<=' else (med - value) / value  # > 0: inside the goal
+            shown, edges = f'{op} {value:.3f}', (value,)
+        else:
+            raise ValueError(f'goal {goal!r}: the operator must be <=, >= or in')
+        inside = [e for e in edges if q1 < e < q3]
+        if inside:
+            reasons.append(f'goal {inside[0]:.3f} inside IQR {q1:.3f}-{q3:.3f}')
+        out.update(goal=shown, goal_text=text, goal_value=value, goal_op=op, margin=margin,
+                   passed=None if reasons else margin >= 0)
+    out['unstable'] = reasons
+    if reasons:
+        out['verdict'], out['result'] = 'UNSTABLE', f'UNSTABLE ({"; ".join(reasons)})'
+    elif goal is not None:
+        out['verdict'] = 'PASS' if out['passed'] else 'MISS'
+        out['result'] = f'{out["verdict"]} (margin {100 * out["margin"]:+.1f} %)'
+    else:
+        out['verdict'], out['result'] = '', ''
+    return out
+
+
 def ratio(times, num, den, name, bound=None, goal=None, note=''):
-    """Per-round ratio ``times[num] / times[den]`` with its spread (``num``/``den``: a variant, or a list of variants
-    whose times are added up in each round).
+    """Per-round ratio ``times[num] / times[den]`` with its spread and verdict (``judge``); ``num``/``den``: a
+    variant, or a list of variants whose times are added up in each round.
 
     Args:
         bound (float | None): the MAC-bound value of the same ratio.
@@ -128,20 +192,8 @@ def ratio(times, num, den, name, bound=None, goal=None, note=''):
     """
     nums, dens = ([v] if isinstance(v, str) else list(v) for v in (num, den))
     per_round = [sum(times[n][i] for n in nums) / sum(times[d][i] for d in dens) for i in range(len(times[nums[0]]))]
-    out = {'name': name, 'num': num, 'den': den, **spread(per_round), 'per_round': per_round, 'bound': bound,
-           'note': note}
-    if goal is not None:
-        op, value, text = goal
-        med = out['median']
-        if op == 'in':  # margin: distance to the nearer end, relative to it; > 0 inside
-            low, high = value
-            margin = min((med - low) / low, (high - med) / high)
-            shown = f'in [{low:.3f}, {high:.3f}]'
-        else:
-            margin = (value - med) / value if op == '<=' else (med - value) / value  # > 0: inside the goal
-            shown = f'{op} {value:.3f}'
-        out.update(goal=shown, goal_text=text, goal_value=value, goal_op=op, passed=margin >= 0, margin=margin)
-    return out
+    return {'name': name, 'num': num, 'den': den, **judge(per_round, goal), 'per_round': per_round, 'bound': bound,
+            'note': note}
 
 
 def ms_table(times, warm):
@@ -156,9 +208,7 @@ def ms_table(times, warm):
 def ratio_table(ratios):
     rows = [('ratio', 'median', 'IQR', 'min-max', 'MAC bound', 'goal', 'result')]
     for r in ratios:
-        result = ''
-        if 'passed' in r:
-            result = f'{"PASS" if r["passed"] else "MISS"} (margin {100 * r["margin"]:+.1f} %)'
+        result = r.get('result', '')
         rows.append((r['name'], f'{r["median"]:.3f}', f'{r["q1"]:.3f}-{r["q3"]:.3f}', f'{r["min"]:.3f}-{r["max"]:.3f}',
                      '-' if r['bound'] is None else f'{r["bound"]:.3f}',
                      r.get('goal', '') + (f' ({r["goal_text"]})' if r.get('goal_text') else ''), result))

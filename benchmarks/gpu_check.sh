@@ -163,7 +163,8 @@ bench ?150 0 train options --options "${OPTIONS[@]}"
 import json, os, sys
 r = json.load(open(sys.argv[1]))
 for x in r['ratios']:
-    goal = f"  goal {x['goal']}: {'PASS' if x['passed'] else 'MISS'}" if 'goal' in x else ''
+    verdict = x.get('verdict') or ('PASS' if x.get('passed') else 'MISS')
+    goal = f"  goal {x['goal']}: {verdict}" if 'goal' in x else (f"  {verdict}" if x.get('verdict') else '')
     bound = '-' if x['bound'] is None else f"{x['bound']:.3f}"
     print(f"  {os.path.basename(sys.argv[1])[:-5]:15s} {x['name']:58s} {x['median']:.3f} "
           f"[{x['q1']:.3f}-{x['q3']:.3f}]  bound {bound}{goal}")

@@ -18,9 +18,24 @@ global skip reads LR pixels ``p - 1 .. p + 1`` too, in parallel with the convolu
 radius. A tile padded by at least this many real pixels on every side that has them therefore gives exactly the
 pixels of the untiled pass (the network's zero padding then only ever touches the image border, as untiled);
 ``tests/test_upscale.py`` checks the radius against the gradient's support and the tiled against the untiled output.
+
+Speed options of ``run_network`` / ``upscale_array`` (``benchmarks/bench_infer.py --eval-path`` measures each):
+
+* ``channels_last`` (default on the CPU): each input tile in ``torch.channels_last`` (NHWC) memory order, which
+  oneDNN's convolutions run ~1.5x faster on the CPU. Same float32 arithmetic: the output differs from the
+  contiguous-format one by float rounding only (~1e-7, checked to 1e-5 by ``tests/test_inference_speed_options.py``).
+  The network's parameters are left as they are. Not the default on CUDA (not measured there).
+* ``precision='bf16'``: ``torch.autocast`` to bfloat16 (opt-in: ~2x faster on CPUs with AVX512-BF16 / AMX, but the
+  output moves by up to ~0.05 and PSNR by a few thousandths of a dB). 'fp16': CUDA only.
+* ``threads``: torch's CPU threads for the call (restored after it): an int, or 'auto' (``choose_threads``: the
+  cores that are idle now, at least 1). On cores busy with other work, torch's default (one thread per core) makes
+  the threads wait on each other: 2 threads on 2 cores shared with a training run took ~3-5x as long as 1 thread.
+* ``torch.inference_mode`` always.
 """
 import contextlib
 import math
+import os
+import time
 
 import numpy as np
 import torch
@@ -37,6 +52,8 @@ ALPHA_MODES = ('bicubic', 'network')
 # sd-eval uses, 65.481/219, 128.553/219, 24.966/219): the exact inverse of the replication.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 BICUBIC_PAD = 2  # radius (LR pixels) of bicubic interpolation: taps floor(u) - 1 .. floor(u) + 2
+DEFAULT_THREADS = torch.get_num_threads()  # torch's count at import (one per core, or OMP_NUM_THREADS): the most
+# that threads='auto' picks
 
 
 def receptive_field(depth):
@@ -220,7 +237,78 @@ def run_tiled(fn, x, scale, tile=0, tile_pad=0, sink=None, progress=None):
     return results
 
 
-def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=None):
+def choose_threads(threads='auto', interval=0.2):
+    """The number of torch CPU threads to use.
+
+    Args:
+        threads (int | str | None): None: torch's current setting (``torch.get_num_threads()``); an int >= 1: that;
+            'auto': the CPU cores this process may use that were idle over the next ``interval`` seconds (from
+            ``/proc/stat``; the process sleeps meanwhile, so it does not count itself), rounded, at least 1 and at
+            most ``DEFAULT_THREADS``. Where ``/proc/stat`` is not readable: ``DEFAULT_THREADS``.
+    """
+    if threads is None:
+        return torch.get_num_threads()
+    if threads == 'auto':
+        most = DEFAULT_THREADS
+        try:
+            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
+            before = _cpu_times(cpus)
+            time.sleep(interval)
+            after = _cpu_times(cpus)
+        except (OSError, ValueError, IndexError):
+            return most
+        idle = sum((after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1]) for c in after if c in before)
+        return max(1, min(most, round(idle)))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f'--threads {threads!r}: must be a positive integer or auto')
+    return threads
+
+
+def _cpu_times(cpus):
+    """{cpu index: (idle jiffies incl. iowait, total jiffies)} from /proc/stat, for ``cpus`` (None: every CPU)."""
+    times = {}
+    with open('/proc/stat') as f:
+        for line in f:
+            name, *fields = line.split()
+            if not name.startswith('cpu') or name == 'cpu':
+                continue
+            index = int(name[3:])
+            if cpus is None or index in cpus:
+                values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                times[index] = (values[3] + values[4], sum(values))
+    if not times:
+        raise ValueError('no CPU lines in /proc/stat')
+    return times
+
+
+@contextlib.contextmanager
+def torch_threads(threads):
+    """Run the block with ``choose_threads(threads)`` torch CPU threads, then restore the previous count (None: no
+    change)."""
+    if threads is None:
+        yield
+        return
+    previous, wanted = torch.get_num_threads(), choose_threads(threads)
+    if wanted != previous:
+        torch.set_num_threads(wanted)
+    try:
+        yield
+    finally:
+        if wanted != previous:
+            torch.set_num_threads(previous)
+
+
+def use_channels_last(net, device, channels_last=None):
+    """Whether ``run_network`` feeds ``net`` channels_last input: ``channels_last`` if given, else True for a torch
+    module on the CPU (measured faster there, same float32 results) and False otherwise (CUDA: not measured; an
+    ONNX session takes numpy arrays)."""
+    if channels_last is not None:
+        return bool(channels_last)
+    return isinstance(net, torch.nn.Module) and torch.device(device).type == 'cpu'
+
+
+def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=None, precision='fp32',
+                channels_last=None, threads=None):
     """The SR output(s) of ``net`` for a float input ``x`` (N, 3, h, w) in [0, 1], under ``torch.inference_mode``.
 
     Args:
@@ -234,6 +322,12 @@ def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=N
         tile_pad (int | None): pixels of overlap on every side of a tile; None: ``receptive_field`` of the deepest
             output, with which the tiled output equals the untiled one up to float rounding.
         sink, progress: as ``run_tiled``.
+        precision (str): 'fp32' (default: no autocast), 'bf16' (autocast) or 'fp16' (autocast, CUDA only); a
+            network that is not a torch module (``OnnxNetwork``) runs fp32 only.
+        channels_last (bool | None): feed each tile in ``torch.channels_last`` memory order; None: on the CPU for
+            a torch module (``use_channels_last``). The outputs are then channels_last too (same values and shape).
+        threads (int | str | None): torch CPU threads for this call (``torch_threads``; 'auto': the idle cores,
+            measured in 0.2 s); None: unchanged.
     Returns:
         Tensor (``depth`` an int or None) or {depth: Tensor} (``depth`` a list), on ``net``'s device; None with a
         ``sink``, which then receives ``(rows, cols, [outputs in the order of depth])`` per tile.
@@ -249,15 +343,21 @@ def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=N
     if not hasattr(net, 'forward_exits') and any(d != network_depth(net) for d in depths):
         raise ConfigError(f'exit {depths}: this network has a single output, at depth {network_depth(net)}')
     device = net_device(net)
+    cast = autocast(device, precision)
+    if precision != 'fp32' and not isinstance(net, torch.nn.Module):
+        raise ConfigError(f'--precision {precision}: this network ({type(net).__name__}) runs fp32 only')
+    memory_format = torch.channels_last if use_channels_last(net, device, channels_last) else None
 
     def forward(t):
         t = t.to(device, non_blocking=True)
+        if memory_format is not None:
+            t = t.contiguous(memory_format=memory_format)
         if hasattr(net, 'forward_exits'):
             outputs = net.forward_exits(t, depths)
             return [outputs[d] for d in depths]
         return [net(t)] * len(depths)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), cast, torch_threads(threads):
         results = run_tiled(forward, x, net.upscale, tile, pad, sink, progress)
     if results is None:
         return None
@@ -282,7 +382,8 @@ def autocast(device, precision):
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
-def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32', alpha='bicubic', progress=None):
+def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32', alpha='bicubic', progress=None,
+                  channels_last=None, threads=None):
     """Super-resolve an image as ``sd_plugin.imageio.read_image`` returns it.
 
     Args:
@@ -295,6 +396,7 @@ def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32'
             as OpenCV's INTER_CUBIC, done tile by tile with the 2 pixels of padding that make it exact) or
             'network' (run through the network as a grey image).
         progress (callable | None): called after each network tile (twice as many with ``alpha='network'``).
+        channels_last, threads: as ``run_network`` (None: channels_last on the CPU; torch's thread count).
     Returns:
         ndarray: (H*s, W*s) with the same channels (grey stays grey, BGRA stays BGRA) and dtype. Grey images run as
         R = G = B and the output is brought back with the BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` of its channels
@@ -346,11 +448,13 @@ def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32'
         return sink
 
     grey = img.ndim == 2
-    with cast:
-        run_network(net, to_input(img if grey else img[..., 2::-1]), None, tile, tile_pad, write(None, grey), progress)
+    options = dict(precision=precision, channels_last=channels_last)
+    with cast, torch_threads(threads):
+        run_network(net, to_input(img if grey else img[..., 2::-1]), None, tile, tile_pad, write(None, grey), progress,
+                    **options)
         if img.ndim == 3 and img.shape[2] == 4:
             if alpha == 'network':
-                run_network(net, to_input(img[..., 3]), None, tile, tile_pad, write(3, True), progress)
+                run_network(net, to_input(img[..., 3]), None, tile, tile_pad, write(3, True), progress, **options)
             else:
                 def bicubic(t):
                     t = t.to(device).float()

@@ -113,3 +113,47 @@ def test_basicsr_checkout_runs_its_own_train_py_after_the_dropin(tiny_data, tmp_
 def test_command_line_errors_are_one_line(tmp_path, args, message):
     proc = run_cli(args, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == message
+
+
+def test_dropin_names_the_command_that_writes_a_missing_basicsr_version_py(tmp_path):
+    checkout = tmp_path / 'BasicSR'
+    for folder in ('archs', 'models'):
+        (checkout / 'basicsr' / folder).mkdir(parents=True)
+    proc = run_cli(['sd-basicsr-dropin', str(checkout)], cwd=tmp_path)
+    assert "No module named 'basicsr.version'" in proc.stdout
+    assert f'cd {checkout} && python setup.py develop' in proc.stdout
+    (checkout / 'basicsr' / 'version.py').write_text("__version__ = '1.4.2'\n")
+    assert 'version.py' not in run_cli(['sd-basicsr-dropin', str(checkout)], cwd=tmp_path).stdout
+
+
+def test_importing_the_plugin_registers_its_components_and_changes_nothing_else_in_basicsr():
+    """In a fresh process: every BasicSR function that compat.install() replaces is BasicSR's own after
+    ``import sd_plugin``; install() replaces them all and says so."""
+    script = '''
+import sys, types
+from torchvision.transforms import functional  # the alias basicsr 1.4.2 needs, made here without sd_plugin
+alias = types.ModuleType('torchvision.transforms.functional_tensor')
+alias.rgb_to_grayscale = functional.rgb_to_grayscale
+sys.modules[alias.__name__] = alias
+import basicsr.train, basicsr.test, basicsr.utils.options
+from basicsr.models.base_model import BaseModel
+names = lambda: {'train.parse_options': basicsr.train.parse_options, 'test.parse_options': basicsr.test.parse_options,
+    'load_resume_state': basicsr.train.load_resume_state, 'build_dataset': basicsr.train.build_dataset,
+    'EnlargedSampler': basicsr.train.EnlargedSampler, 'loaders': basicsr.train.create_train_val_dataloader,
+    'init_dist': basicsr.utils.options.init_dist, 'save_network': BaseModel.save_network,
+    'save_training_state': BaseModel.save_training_state, 'resume_training': BaseModel.resume_training,
+    'model_to_device': BaseModel.model_to_device}
+before = names()
+import sd_plugin
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
+assert 'SRResNetMultiExit' in ARCH_REGISTRY and 'L1DistillLoss' in LOSS_REGISTRY
+assert 'SelfDistillSRModel' in MODEL_REGISTRY
+assert names() == before, [k for k in before if names()[k] is not before[k]]
+from sd_plugin import compat
+installed = compat.install()
+assert all(names()[k] is not before[k] for k in before), [k for k in before if names()[k] is before[k]]
+print(len(installed))
+'''
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == '11'

@@ -9,6 +9,7 @@ This writes two one-line modules there:
   only be imported once ``basicsr.archs`` is complete, hence the second file.
 """
 import argparse
+import shlex
 from os import path as osp
 
 from sd_plugin.cli import one_line_errors
@@ -37,6 +38,14 @@ def install(basicsr_root):
     return written
 
 
+def missing_version_fix(basicsr_root):
+    """The command that writes ``basicsr/version.py`` when the checkout lacks it (BasicSR's ``setup.py`` writes
+    it; a fresh git clone does not have it), else None."""
+    if osp.isfile(osp.join(basicsr_root, 'basicsr', 'version.py')):
+        return None
+    return f'cd {shlex.quote(osp.abspath(basicsr_root))} && python setup.py develop'
+
+
 @one_line_errors('sd-basicsr-dropin')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='sd-basicsr-dropin', description=__doc__,
@@ -47,6 +56,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for path in install(args.basicsr_root):
         print(f'wrote {path}')
+    fix = missing_version_fix(args.basicsr_root)
+    if fix:
+        print(f'note: {osp.join(args.basicsr_root, "basicsr", "version.py")} is missing (a fresh git clone: BasicSR\'s '
+              f'own set-up writes it), so basicsr/train.py would fail with "No module named \'basicsr.version\'". '
+              f'Write it with:\n  {fix}')
 
 
 if __name__ == '__main__':
