@@ -117,3 +117,19 @@ def test_a_bad_study_file_is_refused_in_one_line(tiny_data, tmp_path):
     proc = run_cli(['sd-study', spec, '--out', str(tmp_path / 'o')], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "sd-study: error: baseline='nope': not one of the arms (alone2, sd4, deep4)"
+
+
+@pytest.mark.parametrize('name', ['proxy.yml', 'paper_gpu.yml'])
+def test_the_shipped_study_files_load_and_build_every_arm(name):
+    from sd_plugin.files import shipped_options
+    from sd_plugin.preflight import build_network
+    from sd_plugin.study.runner import jobs
+    spec = load_spec(shipped_options('study', name))
+    runs = jobs(spec)
+    assert len(runs) == len(set(runs)) == sum(len(arm['seeds']) for arm in spec['arms'].values())
+    assert runs[:3] == [(spec['baseline'], spec['seeds'][0]), *runs[1:3]]  # the baseline first
+    for arm in spec['arms']:
+        opt = run_options(spec, arm, 0, 'init.pth')
+        assert opt['train']['total_iter'] == spec['iters'] and opt['manual_seed'] == 0
+        build_network({**opt['network_g'], 'num_block': min(opt['network_g']['num_block'], 8),
+                       'exits': [e for e in opt['network_g'].get('exits', []) if e < 8]})
