@@ -118,7 +118,7 @@ def markdown(table, records, runs, paper):
     times = ', '.join(f'{r["label"]} {r["seconds"] / 60:.1f} min' for r in runs)
     lines += [*markdown_table(head, body), '', f'Run wall times: {times}.']
     if not paper:
-        lines.append('Paper values: not shipped with this repository (pass --paper FILE with '
+        lines.append('Paper values: not given (pass --paper FILE with '
                      '{"<row label>": {"<set>": "PSNR / SSIM"}}).')
     return '\n'.join(lines) + '\n'
 
