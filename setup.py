@@ -26,6 +26,7 @@ setup(
             'sd-reproduce=sd_plugin.tools.reproduce:main',
             'sd-study=sd_plugin.tools.study:main',
             'sd-upscale=sd_plugin.tools.upscale:main',
+            'sd-compare=sd_plugin.tools.compare:main',
         ]
     },
 )

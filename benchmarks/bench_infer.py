@@ -12,8 +12,9 @@ uint8 LR image -> tensor -> ``run_network`` -> ``tensor2img``, as ``sd_plugin.ev
 the CPU, for 32-feature MSRResNet-4 and -16 at 128x128 and 320x180 LR (``--quick``: 128x128 only), each group
 timed interleaved:
 
-  fp32           the old default: contiguous memory format, fp32, the process's torch threads (``--threads``)
-  channels_last  channels_last input (the new CPU default); same threads
+  fp32           the old default: the input as model_sr builds it (a permuted HWC image, which PyTorch's
+                 convolutions run in NCHW), fp32, the process's torch threads (``--threads``)
+  channels_last  the input copied to canonical channels_last strides (the new CPU default); same threads
   bf16           torch.autocast bfloat16; channels_last off
   cl+bf16        both
   fp32 N thr     the old default with N torch threads (``--thread-counts``, default 1 and 2)
@@ -239,7 +240,7 @@ def eval_path(args):
                 variants['onnxruntime'] = lambda: sr_call(onnx_net, lr, depths, threads=base)
             times, warm = benchlib.interleaved(variants, rounds, torch.device('cpu'), warmup=1)
             faster = ('<=', 0.95, 'faster by >= 5 %')
-            notes = {'fp32': 'the old default (contiguous, fp32)', 'channels_last': 'same fp32 arithmetic',
+            notes = {'channels_last': 'same fp32 arithmetic, NHWC convolutions',
                      'bf16': 'changes the output: see the accuracy lines', 'cl+bf16': 'changes the output',
                      'onnxruntime': f'{base} intra-op threads, fp32'}
             ratios = [benchlib.ratio(times, name, 'fp32', f'{name} / fp32 ({base} thr)', bound=1.0, goal=faster,

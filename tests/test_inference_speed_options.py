@@ -10,7 +10,14 @@ from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.data.bicubic import imresize
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import evaluate, measure, model_sr
-from sd_plugin.inference import DEFAULT_THREADS, choose_threads, run_network, torch_threads, upscale_array
+from sd_plugin.inference import (
+    DEFAULT_THREADS,
+    as_channels_last,
+    choose_threads,
+    run_network,
+    torch_threads,
+    upscale_array,
+)
 from sd_plugin.tools.eval import parse_threads
 
 
@@ -36,10 +43,23 @@ def net():
     return net.eval().requires_grad_(False)
 
 
+def test_as_channels_last_gives_canonical_strides():
+    """A permuted HWC image (what model_sr and upscale_array feed) passes PyTorch's channels_last check with batch
+    stride 3, and convolutions then run in NCHW: as_channels_last must copy it to the canonical strides."""
+    hwc = torch.from_numpy(np.random.default_rng(0).random((9, 7, 3), dtype=np.float32)).permute(2, 0, 1)[None]
+    assert hwc.is_contiguous(memory_format=torch.channels_last) and hwc.stride(0) == 3
+    canonical = as_channels_last(hwc)
+    assert canonical.stride() == (9 * 7 * 3, 1, 7 * 3, 3) and torch.equal(canonical, hwc)
+    assert as_channels_last(canonical) is canonical
+    grey = torch.rand(9, 7).expand(1, 3, 9, 7)  # upscale_array's grey input
+    assert as_channels_last(grey).stride() == (9 * 7 * 3, 1, 7 * 3, 3) and torch.equal(as_channels_last(grey), grey)
+
+
 def test_channels_last_is_the_cpu_default_and_equals_fp32(net):
-    x = torch.rand(1, 3, 29, 23)
+    x = torch.rand(29, 23, 3).permute(2, 0, 1)[None]  # as model_sr builds its input from an HWC image
     with torch.inference_mode():
-        reference = net.forward_exits(x, [2, 4])  # contiguous format, what run_network ran before
+        reference = net.forward_exits(x, [2, 4])  # what run_network ran before: NCHW convolutions
+    assert reference[4].is_contiguous()
     default = run_network(net, x, [2, 4])
     plain = run_network(net, x, [2, 4], channels_last=False)
     assert default[4].is_contiguous(memory_format=torch.channels_last) and plain[4].is_contiguous()

@@ -282,17 +282,25 @@ class SelfDistillSRModel(SRModel):
             self._initialize_best_metric_results(dataset_name)
         depths = [self.teacher_depth, *self.exits]
         sums = {self.metric_name(m, d): 0.0 for d in depths for m in metrics}
-        for val_data in tqdm(dataloader, unit='image', disable=not self.opt['val'].get('pbar', False)):
+        bar = tqdm(dataloader, unit='image', disable=not self.opt['val'].get('pbar', False))
+        for index, val_data in enumerate(bar):
             img_name = osp.splitext(osp.basename(val_data['lq_path'][0]))[0]
             self.feed_data(val_data)
             self.test()
             gt_img = tensor2img([self.gt.detach().cpu()]) if hasattr(self, 'gt') else None
+            shown = {}  # depth -> SR image, for the TensorBoard grid of the first image
             for depth in depths:
                 sr_img = tensor2img([self.outputs[depth].detach().cpu()])
                 if save_img:
                     imwrite(sr_img, self._image_path(img_name, dataset_name, current_iter, depth))
+                    shown[depth] = sr_img
                 for name, metric_opt in metrics.items():
                     sums[self.metric_name(name, depth)] += calculate_metric({'img': sr_img, 'img2': gt_img}, metric_opt)
+            if shown and index == 0 and tb_logger is not None and gt_img is not None:  # GT, each exit, the teacher
+                from sd_plugin.compare import tensorboard_grid  # here: the model module stays light to import
+                panels = [(f'exit {d}' if d in self.exits else 'teacher', shown[d]) for d in sorted(shown)]
+                tb_logger.add_image(f'images/{dataset_name}', tensorboard_grid(gt_img, panels), current_iter,
+                                    dataformats='HWC')
             del self.lq, self.output, self.outputs
             if hasattr(self, 'gt'):
                 del self.gt
