@@ -19,17 +19,20 @@ radius. A tile padded by at least this many real pixels on every side that has t
 pixels of the untiled pass (the network's zero padding then only ever touches the image border, as untiled);
 ``tests/test_upscale.py`` checks the radius against the gradient's support and the tiled against the untiled output.
 
-Speed options of ``run_network`` / ``upscale_array`` (``benchmarks/bench_infer.py --eval-path`` measures each):
+Speed options of ``run_network`` / ``upscale_array`` (``benchmarks/bench_infer.py --eval-path`` measures each; the
+ratios below were measured on 2 CPU cores shared with training runs, 1 thread, 32-feature MSRResNet-4 and -16):
 
-* ``channels_last`` (default on the CPU): each input tile in ``torch.channels_last`` (NHWC) memory order, which
-  oneDNN's convolutions run ~1.5x faster on the CPU. Same float32 arithmetic: the output differs from the
-  contiguous-format one by float rounding only (~1e-7, checked to 1e-5 by ``tests/test_inference_speed_options.py``).
-  The network's parameters are left as they are. Not the default on CUDA (not measured there).
-* ``precision='bf16'``: ``torch.autocast`` to bfloat16 (opt-in: ~2x faster on CPUs with AVX512-BF16 / AMX, but the
-  output moves by up to ~0.05 and PSNR by a few thousandths of a dB). 'fp16': CUDA only.
+* ``channels_last`` (default on the CPU): each input tile copied to canonical ``torch.channels_last`` (NHWC) strides
+  (``as_channels_last``), so that oneDNN runs every convolution in NHWC: 0.62-0.69x the time. The images sd-eval and
+  sd-upscale feed (a permuted HWC array) used to run in NCHW. Same float32 arithmetic: the output differs by float
+  rounding only (~3e-7; ``tests/test_inference_speed_options.py`` checks 1e-5). The network is left as it is. Not
+  the default on CUDA (not measured there).
+* ``precision='bf16'``: ``torch.autocast`` to bfloat16, opt-in: 0.47-0.54x the fp32 time alone and 0.31-0.36x with
+  channels_last on this AVX512-BF16 CPU (CPUs without bf16 instructions: not measured), but the output moves by up
+  to ~0.1 and PSNR by about a thousandth of a dB. 'fp16': CUDA only.
 * ``threads``: torch's CPU threads for the call (restored after it): an int, or 'auto' (``choose_threads``: the
   cores that are idle now, at least 1). On cores busy with other work, torch's default (one thread per core) makes
-  the threads wait on each other: 2 threads on 2 cores shared with a training run took ~3-5x as long as 1 thread.
+  the threads wait on each other: 2 threads took 1.4-4.4x as long as 1 thread.
 * ``torch.inference_mode`` always.
 """
 import contextlib
