@@ -155,7 +155,8 @@ def psnr_check(args, threads):
         depths, which = net.depths, f'{args.ckpt} ({info["arch"]["num_feat"]} features, outputs {net.depths})'
     else:
         torch.manual_seed(0)
-        net = SRResNetMultiExit(num_feat=args.num_feat, num_block=max(args.blocks), exits=[min(args.blocks)])
+        net = SRResNetMultiExit(num_feat=args.num_feat, num_block=max(args.blocks),
+                                exits=sorted(set(args.blocks) - {max(args.blocks)}))
         for module in net.modules():  # BasicSR's x0.1 init leaves a random net at its bilinear skip
             if isinstance(module, torch.nn.Conv2d):
                 module.reset_parameters()
@@ -197,17 +198,22 @@ def psnr_check(args, threads):
 
 
 def eval_path(args):
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return eval_path_in(args, None)
+    with tempfile.TemporaryDirectory(prefix='bench_infer_onnx_') as onnx_dir:  # removed afterwards
+        return eval_path_in(args, onnx_dir)
+
+
+def eval_path_in(args, onnx_dir):
+    """``--eval-path``; ``onnx_dir``: a folder for the ONNX exports, None without onnxruntime."""
     base = torch.get_num_threads()
     auto = choose_threads('auto')
     sizes = [tuple(int(v) for v in t.split('x')) for t in (args.sizes or (['128x128'] if args.quick else
                                                                            ['128x128', '320x180']))]
     rounds = args.rounds or (6 if args.quick else 10)
     counts = [n for n in dict.fromkeys(args.thread_counts) if n != base]
-    try:
-        import onnxruntime  # noqa: F401
-        onnx_dir = tempfile.mkdtemp(prefix='bench_infer_onnx_')
-    except ImportError:
-        onnx_dir = None
     rng = np.random.default_rng(0)
     results = []
     for blocks in args.blocks:
