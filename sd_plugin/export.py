@@ -1,5 +1,5 @@
 """sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
-import os
+import io
 import re
 import warnings
 from collections import OrderedDict
@@ -9,6 +9,7 @@ import torch
 
 from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
 
 PARAM_KEYS = ('params', 'params_ema')
 
@@ -93,30 +94,26 @@ def export_onnx(arch, state_dict, onnx_path):
     from basicsr.archs.srresnet_arch import MSRResNet
     net = MSRResNet(**{k: v for k, v in arch.items() if k != 'type'}).eval()
     net.load_state_dict(state_dict, strict=True)
-    tmp = f'{onnx_path}.tmp'
-    os.makedirs(osp.dirname(osp.abspath(onnx_path)), exist_ok=True)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # the TorchScript-based exporter's deprecation warning
+        torch.onnx.export(net, (torch.rand(1, arch['num_in_ch'], 16, 16),), buffer, dynamo=False, opset_version=17,
+                          input_names=['lr'], output_names=['sr'],
+                          dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
+                                        'sr': {0: 'batch', 2: 'out_height', 3: 'out_width'}})
+    model = buffer.getvalue()
+    onnx.checker.check_model(onnx.load_from_string(model))
+    diff = None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # the TorchScript-based exporter's deprecation warning
-            torch.onnx.export(net, (torch.rand(1, arch['num_in_ch'], 16, 16),), tmp, dynamo=False, opset_version=17,
-                              input_names=['lr'], output_names=['sr'],
-                              dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
-                                            'sr': {0: 'batch', 2: 'out_height', 3: 'out_width'}})
-        onnx.checker.check_model(tmp)
-        diff = None
-        try:
-            import onnxruntime
-        except ImportError:
-            onnxruntime = None
-        if onnxruntime is not None:
-            x = torch.rand(2, arch['num_in_ch'], 19, 27)
-            session = onnxruntime.InferenceSession(tmp, providers=['CPUExecutionProvider'])
-            with torch.no_grad():
-                diff = float((torch.from_numpy(session.run(None, {'lr': x.numpy()})[0]) - net(x)).abs().max())
-            if not diff <= 1e-4:
-                raise RuntimeError(f'{onnx_path}: onnxruntime differs from PyTorch by {diff:.3g} (> 1e-4)')
-        os.replace(tmp, onnx_path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if onnxruntime is not None:
+        x = torch.rand(2, arch['num_in_ch'], 19, 27)
+        session = onnxruntime.InferenceSession(model, providers=['CPUExecutionProvider'])
+        with torch.no_grad():
+            diff = float((torch.from_numpy(session.run(None, {'lr': x.numpy()})[0]) - net(x)).abs().max())
+        if not diff <= 1e-4:
+            raise RuntimeError(f'{onnx_path}: onnxruntime differs from PyTorch by {diff:.3g} (> 1e-4)')
+    atomic_write(onnx_path, lambda f: f.write(model))
     return diff

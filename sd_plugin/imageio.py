@@ -4,14 +4,13 @@
 a 2-D array, uint8 or uint16 as in the file); ``write_image`` writes through a temporary file in the same folder and
 renames it into place, so an interrupted write never leaves a half-written image under the final name.
 """
-import os
-import tempfile
 from os import path as osp
 
 import cv2
 import numpy as np
 
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 # What OpenCV's encoders keep (checked with opencv-python 5.0): the others silently drop alpha or cut 16 bits to 8.
@@ -68,31 +67,14 @@ def check_writable(img, ext):
 
 
 def write_image(path, img, params=None):
-    """Write ``img`` (as ``read_image`` returns them) to ``path``, atomically: OpenCV encodes it into a temporary file
-    in the same folder (format from ``path``'s extension), which is flushed and renamed over ``path``. The folder is
-    created if needed. ConfigError naming ``path`` if OpenCV cannot encode it; nothing is left behind then."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    """Write ``img`` (as ``read_image`` returns them) to ``path``: OpenCV encodes it in memory (format from ``path``'s
+    extension) and ``files.atomic_write`` puts it in place. The folder is created if needed. ConfigError naming
+    ``path`` if OpenCV cannot encode it; nothing is written then."""
     ext = osp.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix=ext, dir=folder)
-    os.close(fd)
     try:
-        try:
-            ok = cv2.imwrite(tmp, img, params or [])
-        except cv2.error as err:
-            raise ConfigError(f'{path}: cannot write this image ({str(err).strip().splitlines()[-1]})') from None
-        if not ok:
-            raise ConfigError(f'{path}: cannot write this image (OpenCV has no {ext or "such"} encoder here)')
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a written image gets the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
+        ok, encoded = cv2.imencode(ext or '.png', img, params or [])
+    except cv2.error as err:
+        raise ConfigError(f'{path}: cannot write this image ({str(err).strip().splitlines()[-1]})') from None
+    if not ok:
+        raise ConfigError(f'{path}: cannot write this image (OpenCV has no {ext or "such"} encoder here)')
+    atomic_write(path, lambda f: f.write(encoded.tobytes()))

@@ -19,6 +19,7 @@ from os import path as osp
 
 import torch
 
+from sd_plugin.files import atomic_write
 from sd_plugin.study.runner import finished, jobs, run_dir
 from sd_plugin.study.spec import has_student, merge, run_name
 from sd_plugin.text import markdown_table
@@ -257,7 +258,7 @@ def plot(doc, path):
         row[2].legend(fontsize=7)
     fig.suptitle(f'Study {doc["name"]}: student at depth {doc["student_depth"]}; mean and 95 % interval over seeds')
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=80, format='png'))
     plt.close(fig)
 
 
@@ -276,10 +277,8 @@ def write_report(spec, out, report_dir=None):
     os.makedirs(report_dir, exist_ok=True)
     doc = summarise(copy.deepcopy(spec), collect(spec, out))
     paths = [osp.join(report_dir, f'study.{ext}') for ext in ('json', 'md', 'png')]
-    with open(paths[0], 'w') as f:
-        json.dump(doc, f, indent=1)
-    with open(paths[1], 'w') as f:
-        f.write(markdown(doc))
+    atomic_write(paths[0], lambda f: json.dump(doc, f, indent=1), mode='w')
+    atomic_write(paths[1], lambda f: f.write(markdown(doc)), mode='w')
     plot(doc, paths[2])
     students = osp.join(out, 'students')
     if osp.isdir(students) and osp.realpath(report_dir) != osp.realpath(out):

@@ -20,6 +20,7 @@ import torch
 
 from sd_plugin.checkpoint import atomic_save, load_checkpoint
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
 from sd_plugin.study.spec import has_student, paired_init, run_name, run_options, write_yaml
 
 
@@ -103,9 +104,7 @@ def train_one(spec, arm, seed, out, threads, log=print):
         if has_student(spec, arm):
             export_student(spec, arm, seed, out)
         record = {'iters': spec['iters'], 'seconds': time.time() - start, 'threads': threads}
-        with open(osp.join(folder, 'done.json.tmp'), 'w') as f:
-            json.dump(record, f)
-        os.replace(osp.join(folder, 'done.json.tmp'), osp.join(folder, 'done.json'))
+        atomic_write(osp.join(folder, 'done.json'), lambda f: json.dump(record, f), mode='w')
         log(f'{run_name(arm, seed)}: done in {record["seconds"] / 60:.1f} min')
         return record
     finally:
