@@ -29,6 +29,7 @@ from os import path as osp
 
 import cv2
 import numpy as np
+import torch
 import yaml
 from basicsr.utils import get_root_logger
 from tqdm import tqdm
@@ -62,6 +63,12 @@ OUTPUTS = ('hr', 'data', 'experiments', 'tb_logger', 'train.log', 'quickstart_sd
            'comparison.png')
 
 
+def skimage_image(name):
+    """The scikit-image sample image ``name`` (one of SKIMAGE_TRAIN / SKIMAGE_VAL), RGB uint8 (grey: 2-D)."""
+    import skimage.data
+    return SKIMAGE_LOADERS[name](skimage.data) if name in SKIMAGE_LOADERS else getattr(skimage.data, name)()
+
+
 def write_hr_images(out, data_dir):
     """Write the HR images to ``out/hr/train`` and ``out/hr/val``: scikit-image's bundled colour images, or the
     images of ``data_dir`` (the last tenth, at least one, sorted by name, for validation)."""
@@ -69,10 +76,9 @@ def write_hr_images(out, data_dir):
     for folder in folders.values():
         os.makedirs(folder)
     if data_dir is None:
-        import skimage.data
         for split, names in (('train', SKIMAGE_TRAIN), ('val', SKIMAGE_VAL)):
             for name in names:
-                img = SKIMAGE_LOADERS[name](skimage.data) if name in SKIMAGE_LOADERS else getattr(skimage.data, name)()
+                img = skimage_image(name)
                 cv2.imwrite(osp.join(folders[split], f'{name}.png'), img[..., ::-1] if img.ndim == 3 else img)
         return folders
     if not osp.isdir(data_dir):
@@ -171,8 +177,14 @@ def main(argv=None):
     parser.add_argument('--gt-size', type=int, default=64, help='GT patch size, a multiple of 4 (default: 64)')
     parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate (default: 5e-4, halved for the '
                         'last quarter)')
+    parser.add_argument('--threads', type=int, default=None, help="torch CPU threads (default: torch's, one per "
+                        'core); 1 is faster on a machine busy with other work')
     args = parser.parse_args(argv)
     begin = time.time()
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f'--threads {args.threads}: must be >= 1')
+        torch.set_num_threads(args.threads)
     if args.iters < 1:
         raise ConfigError(f'--iters {args.iters}: must be >= 1')
     if args.gt_size < SCALE or args.gt_size % SCALE:
