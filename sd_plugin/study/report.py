@@ -254,20 +254,31 @@ def plot(doc, path):
                    title=f'{set_name}: paired difference to {doc["arms"][doc["baseline"]]["label"]}')
         for ax in row:
             ax.grid(alpha=0.3)
+            _zoom(ax, 0.15)
         row[0].legend(fontsize=7)
         row[2].legend(fontsize=7)
-    fig.suptitle(f'Study {doc["name"]}: student at depth {doc["student_depth"]}; mean and 95 % interval over seeds')
+    fig.suptitle(f'Study {doc["name"]}: student at depth {doc["student_depth"]}; mean over seeds, 95 % band where '
+                 'n >= 3; y axis zoomed on the curves after their first point')
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, dpi=80, format='png'))
     plt.close(fig)
 
 
 def _band(ax, xs, curve, colour, label, dashed=False):
+    """The mean curve, and its 95 % band when it rests on 3 seeds or more (with 2, Student's t of 12.7 makes a band
+    that says nothing and hides the others)."""
     means = curve['mean']
     ax.plot(xs, means, '--' if dashed else '-', color=colour, label=label, linewidth=1.4)
-    if all(h is not None for h in curve['ci95']):
+    if all(h is not None for h in curve['ci95']) and min(curve['n']) >= 3:
         ax.fill_between(xs, [m - h for m, h in zip(means, curve['ci95'])],
                         [m + h for m, h in zip(means, curve['ci95'])], color=colour, alpha=0.12)
+
+
+def _zoom(ax, margin):
+    """Limit the y axis to the plotted mean curves after their first point, plus ``margin``."""
+    values = [y for line in ax.get_lines() for y in line.get_ydata()[1:] if line.get_label()[:1] != '_']
+    if values:
+        ax.set_ylim(min(values) - margin, max(values) + margin)
 
 
 def write_report(spec, out, report_dir=None):
