@@ -182,9 +182,12 @@ class SelfDistillSRModel(SRModel):
         loss_dict = OrderedDict(l_pix=self.cri_pix(teacher, self.gt))
         for depth, student in outputs.items():
             loss_dict[f'l_pix_exit{depth}'] = self.cri_pix_student(student, self.gt)
-            mask = teacher_better_mask(student, teacher, self.gt) if sd['distill_gate'] else 1.0
-            loss_dict[f'l_distill_exit{depth}'] = r * self.cri_distill(student * mask, teacher * mask)  # teacher
-            if self.cri_feature is not None:                                                # detached inside
+            target = teacher  # detached inside the distillation loss
+            if sd['distill_gate']:  # only where the teacher beats the exit; no extra work on the hot path otherwise
+                mask = teacher_better_mask(student, teacher, self.gt)
+                student, target = student * mask, teacher * mask
+            loss_dict[f'l_distill_exit{depth}'] = r * self.cri_distill(student, target)
+            if self.cri_feature is not None:  # the teacher head's features are detached inside the loss
                 loss_dict[f'l_feat_exit{depth}'] = r * self.cri_feature(features[depth].float(),
                                                                         features[self.teacher_depth].float())
         l_total = sum(loss_dict.values())
