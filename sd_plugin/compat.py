@@ -222,9 +222,13 @@ def build_dataset(dataset_opt):
 
 
 def create_train_val_dataloader(opt, logger, _original=None):
-    """``basicsr.train.create_train_val_dataloader``; it first logs what ``install`` changed and any resume notes,
-    then, on resume, makes the sampler skip the samples of the resumed epoch that the interrupted run trained on."""
+    """``basicsr.train.create_train_val_dataloader``; it first logs what ``install`` changed, the torch threads and any
+    resume notes, then, on resume, makes the sampler skip the samples of the resumed epoch that the interrupted run
+    trained on."""
     logger.info('sd_plugin installed into basicsr %s:\n  %s', SUPPORTED_BASICSR, '\n  '.join(INSTALLED))
+    from sd_plugin import threads
+    if threads.CHOICE:  # the launcher's choice of torch threads (sd_plugin.threads.apply_threads), into the log file
+        logger.info('torch CPU threads: %s', threads.CHOICE['line'])
     for note in opt.get('sd_plugin_notes', []):
         logger.warning(note)
     for dataset_opt in opt['datasets'].values():

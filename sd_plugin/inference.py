@@ -30,15 +30,13 @@ ratios below were measured on 2 CPU cores shared with training runs, 1 thread, 3
 * ``precision='bf16'``: ``torch.autocast`` to bfloat16, opt-in: 0.47-0.54x the fp32 time alone and 0.31-0.36x with
   channels_last on this AVX512-BF16 CPU (CPUs without bf16 instructions: not measured), but the output moves by up
   to ~0.1 and PSNR by about a thousandth of a dB. 'fp16': CUDA only.
-* ``threads``: torch's CPU threads for the call (restored after it): an int, or 'auto' (``choose_threads``: the
-  cores that are idle now, at least 1). On cores busy with other work, torch's default (one thread per core) makes
-  the threads wait on each other: 2 threads took 1.4-4.4x as long as 1 thread.
+* ``threads``: torch's CPU threads for the call (restored after it): an int, or 'auto'
+  (``sd_plugin.threads.choose_threads``: the cores that are idle now, at least 1). On cores busy with other work,
+  torch's default (one thread per core) makes the threads wait on each other: 2 threads took 1.4-4.4x as long as 1.
 * ``torch.inference_mode`` always.
 """
 import contextlib
 import math
-import os
-import time
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.checkpoint import load_checkpoint, select_params
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import infer_arch, student_state_dict
+from sd_plugin.threads import TORCH_DEFAULT, choose_threads  # noqa: F401  (choose_threads: imported from here)
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 ALPHA_MODES = ('bicubic', 'network')
@@ -55,8 +54,7 @@ ALPHA_MODES = ('bicubic', 'network')
 # sd-eval uses, 65.481/219, 128.553/219, 24.966/219): the exact inverse of the replication.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
 BICUBIC_PAD = 2  # radius (LR pixels) of bicubic interpolation: taps floor(u) - 1 .. floor(u) + 2
-DEFAULT_THREADS = torch.get_num_threads()  # torch's count at import (one per core, or OMP_NUM_THREADS): the most
-# that threads='auto' picks
+DEFAULT_THREADS = TORCH_DEFAULT  # torch's count at import: the most that threads='auto' picks (sd_plugin.threads)
 
 
 def receptive_field(depth):
@@ -238,50 +236,6 @@ def run_tiled(fn, x, scale, tile=0, tile_pad=0, sink=None, progress=None):
         if progress is not None:
             progress()
     return results
-
-
-def choose_threads(threads='auto', interval=0.2):
-    """The number of torch CPU threads to use.
-
-    Args:
-        threads (int | str | None): None: torch's current setting (``torch.get_num_threads()``); an int >= 1: that;
-            'auto': the CPU cores this process may use that were idle over the next ``interval`` seconds (from
-            ``/proc/stat``; the process sleeps meanwhile, so it does not count itself), rounded, at least 1 and at
-            most ``DEFAULT_THREADS``. Where ``/proc/stat`` is not readable: ``DEFAULT_THREADS``.
-    """
-    if threads is None:
-        return torch.get_num_threads()
-    if threads == 'auto':
-        most = DEFAULT_THREADS
-        try:
-            cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None
-            before = _cpu_times(cpus)
-            time.sleep(interval)
-            after = _cpu_times(cpus)
-        except (OSError, ValueError, IndexError):
-            return most
-        idle = sum((after[c][0] - before[c][0]) / max(1, after[c][1] - before[c][1]) for c in after if c in before)
-        return max(1, min(most, round(idle)))
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ConfigError(f'--threads {threads!r}: must be a positive integer or auto')
-    return threads
-
-
-def _cpu_times(cpus):
-    """{cpu index: (idle jiffies incl. iowait, total jiffies)} from /proc/stat, for ``cpus`` (None: every CPU)."""
-    times = {}
-    with open('/proc/stat') as f:
-        for line in f:
-            name, *fields = line.split()
-            if not name.startswith('cpu') or name == 'cpu':
-                continue
-            index = int(name[3:])
-            if cpus is None or index in cpus:
-                values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-                times[index] = (values[3] + values[4], sum(values))
-    if not times:
-        raise ValueError('no CPU lines in /proc/stat')
-    return times
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import read_image
 from sd_plugin.files import check_apart
 from sd_plugin.imageio import check_writable, write_image
+from sd_plugin.threads import apply_threads
 
 PROG = 'sd-compare'
 
@@ -54,6 +55,8 @@ def build_parser():
     parser.add_argument('--zoom', type=int, default=0, help='nearest-neighbour enlargement of the crops (default: '
                         'about 256 screen pixels per crop side)')
     parser.add_argument('--out', required=True, help='the PNG (or other image file) to write')
+    parser.add_argument('--threads', default='auto', help='torch CPU threads, or auto (default): OMP_NUM_THREADS if '
+                        'set, else the cores idle at the start, at least 1')
     return parser
 
 
@@ -72,6 +75,7 @@ def main(argv=None):
         check_writable(np.zeros((1, 1, 3), np.uint8), osp.splitext(args.out)[1] or '(no extension)')
     except ConfigError as err:
         raise ConfigError(f'--out {args.out}: {err}') from None
+    apply_threads(args.threads, prog=PROG)  # --threads N, else OMP_NUM_THREADS, else the idle cores
     nets = []
     for spec, (name, ckpt, exit) in zip(args.model, models):
         try:

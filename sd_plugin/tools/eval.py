@@ -50,21 +50,20 @@ pixel, against ~1.4 M per LR pixel in the convolutions). ``--complexity`` adds C
 ``--repeats`` runs after ``--warmup`` runs, at ``--lr-size``, with ``--threads`` (reported) torch threads.
 
 Output: ``--json PATH`` writes the results as a list of records ``{"model", "exit", "dataset", "scale", "psnr",
-"ssim", "params", "macs", ...}`` (``exit``: the depth for a multi-exit checkpoint, the teacher included, null for a
+"ssim", "params", "macs", "threads", "precision", ...}`` (PSNR / SSIM unrounded; ``threads`` and ``precision``: what
+the networks ran with; ``exit``: the depth for a multi-exit checkpoint, the teacher included, null for a
 single-exit model; ``model`` is ``"bicubic"`` for the bicubic rows); the markdown table printed and the ``--plot``
 PNG (PSNR against MACs) are drawn from those records.
 """
 import argparse
 import json
 
-import torch
-
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
 from sd_plugin.files import atomic_write, check_apart
-from sd_plugin.inference import choose_threads
+from sd_plugin.threads import apply_threads, parse_threads  # noqa: F401  (parse_threads: imported from here)
 
 
 def parse_size(text):
@@ -75,19 +74,6 @@ def parse_size(text):
     except ValueError:
         raise ConfigError(f'--lr-size {text!r}: must be WIDTHxHEIGHT, e.g. 320x180') from None
     return w, h
-
-
-def parse_threads(text):
-    """--threads: 'auto' or a positive integer."""
-    if text == 'auto':
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f'--threads {text}: must be >= 1, or auto')
-    return value
 
 
 def build_parser():
@@ -114,8 +100,8 @@ def build_parser():
     parser.add_argument('--lr-size', default='320x180', help='LR WIDTHxHEIGHT for MACs and latency '
                         '(default: 320x180, 1280x720 output at x4)')
     parser.add_argument('--threads', default='auto', help='torch CPU threads for the networks and the latency, or '
-                        'auto (default): the cores idle at the start, at least 1 (on cores busy with other work, one '
-                        'thread per core is several times slower)')
+                        'auto (default): OMP_NUM_THREADS if set, else the cores idle at the start, at least 1 (on '
+                        'cores busy with other work, one thread per core is several times slower)')
     parser.add_argument('--precision', default='fp32', choices=['fp32', 'bf16'],
                         help='fp32 (default: the protocol), or bf16 autocast: ~2x faster forward on CPUs with bf16 '
                         'instructions, PSNR off by a few thousandths of a dB')
@@ -129,10 +115,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     lr_size = parse_size(args.lr_size)
-    torch.set_num_threads(choose_threads(parse_threads(args.threads)))
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
     check_apart({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data})
+    apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
                        args.complexity, args.warmup, args.repeats, progress=not args.quiet, precision=args.precision)
     if args.json:

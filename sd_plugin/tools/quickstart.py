@@ -29,7 +29,6 @@ from os import path as osp
 
 import cv2
 import numpy as np
-import torch
 import yaml
 from basicsr.utils import get_root_logger
 from tqdm import tqdm
@@ -48,6 +47,7 @@ from sd_plugin.files import atomic_write, check_apart, claim_folder
 from sd_plugin.imageio import IMAGE_EXTENSIONS, read_image, write_image
 from sd_plugin.inference import load_sr_network, upscale_array
 from sd_plugin.prepare import prepare_benchmark, prepare_folder
+from sd_plugin.threads import apply_threads
 
 SCALE = 4
 # Natural photographs only: see the module docstring for why the synthetic colorwheel (and the mostly black
@@ -177,14 +177,12 @@ def main(argv=None):
     parser.add_argument('--gt-size', type=int, default=64, help='GT patch size, a multiple of 4 (default: 64)')
     parser.add_argument('--lr', type=float, default=5e-4, help='Adam learning rate (default: 5e-4, halved for the '
                         'last quarter)')
-    parser.add_argument('--threads', type=int, default=None, help="torch CPU threads (default: torch's, one per "
-                        'core); 1 is faster on a machine busy with other work')
+    parser.add_argument('--threads', default='auto', help='torch CPU threads, or auto (default): OMP_NUM_THREADS if '
+                        'set, else the cores idle at the start, at least 1 (one thread per core is several times '
+                        'slower on a machine busy with other work)')
     args = parser.parse_args(argv)
     begin = time.time()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f'--threads {args.threads}: must be >= 1')
-        torch.set_num_threads(args.threads)
+    threads = apply_threads(args.threads, prog='sd-quickstart')  # --threads N, else OMP_NUM_THREADS, else idle cores
     if args.iters < 1:
         raise ConfigError(f'--iters {args.iters}: must be >= 1')
     if args.gt_size < SCALE or args.gt_size % SCALE:
@@ -224,9 +222,10 @@ def main(argv=None):
     upscaled, comparison, psnrs = picture(out, student, ckpt, lr_path, gt_path)
     total_seconds = time.time() - begin
     summary = {'iters': args.iters, 'train_seconds': train_seconds, 'total_seconds': total_seconds,
+               'threads': threads['threads'], 'threads_chosen_by': threads['line'],
                'records': records, 'upscaled': upscaled, 'comparison': comparison, 'comparison_psnr': psnrs}
     atomic_write(osp.join(out, 'quickstart.json'), lambda f: json.dump(summary, f, indent=2), mode='w')
-    print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s; validation: '
+    print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s ({threads["line"]}); validation: '
           f'{", ".join(sorted(os.listdir(hr["val"])))}; rows "sd": exit {args.exit_depth} and the {args.blocks}-block '
           'teacher of the trained checkpoint')
     print(markdown_table(records))

@@ -46,6 +46,7 @@ from sd_plugin.inference import (
     receptive_field,
     upscale_array,
 )
+from sd_plugin.threads import apply_threads
 
 PROG = 'sd-upscale'
 DEFAULT_TILE = 512
@@ -138,7 +139,8 @@ def build_parser():
                         help='fp32 (default), bf16 (autocast) or fp16 (autocast, CUDA only)')
     parser.add_argument('--backend', default='torch', choices=['torch', 'onnxruntime'],
                         help='torch (default), or onnxruntime for an .onnx --model (fp32)')
-    parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
+    parser.add_argument('--threads', default='auto', help='torch CPU threads, or auto (default): OMP_NUM_THREADS if '
+                        'set, else the cores idle at the start, at least 1')
     parser.add_argument('--quiet', action='store_true', help='no progress bars (shown on a terminal only) and no line '
                         'per written image')
     return parser
@@ -153,7 +155,7 @@ def load_network(args, device):
             raise ConfigError(f'--precision {args.precision}: --backend onnxruntime runs fp32')
         if not osp.isfile(args.model):
             raise ConfigError(f'{args.model}: no such ONNX file')
-        net = OnnxNetwork(args.model, device, args.threads)
+        net = OnnxNetwork(args.model, device, torch.get_num_threads())
         depth = net.deploy_exit
         info = {'scale': net.upscale, 'depth': depth,
                 'receptive_field': None if depth is None else receptive_field(depth)}
@@ -179,10 +181,7 @@ def main(argv=None):
         raise ConfigError(f'--tile {args.tile}: must be >= 0 (0: no tiling)')
     if args.tile_pad is not None and args.tile_pad < 0:
         raise ConfigError(f'--tile-pad {args.tile_pad}: must be >= 0')
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f'--threads {args.threads}: must be >= 1')
-        torch.set_num_threads(args.threads)
+    threads = apply_threads(args.threads, log=None)  # --threads N, else OMP_NUM_THREADS, else the idle cores
     if args.depth is not None and args.depth < 1:
         raise ConfigError(f'--exit {args.depth}: must be a positive block depth')
     if os.sep in args.suffix or (os.altsep and os.altsep in args.suffix):
@@ -209,7 +208,7 @@ def main(argv=None):
     pad = args.tile_pad if args.tile_pad is not None else info['receptive_field']
     tiling = f'tile {args.tile} px, pad {pad} px' if args.tile else 'no tiling'
     rf = '' if info['receptive_field'] is None else f'receptive field {info["receptive_field"]} px, '
-    print(f'{PROG}: {description}; {rf}{tiling}; {device.type} {args.precision}', flush=True)
+    print(f'{PROG}: {description}; {rf}{tiling}; {device.type} {args.precision}; {threads["line"]}', flush=True)
 
     def fail(message):
         failures.append(message)
