@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 R=results/study/runs
 HR=$(mktemp -d)/chelsea.png
 .venv/bin/python -c "import cv2, skimage.data; cv2.imwrite('$HR', skimage.data.chelsea()[..., ::-1])"
-.venv/bin/sd-compare --hr "$HR" --crop 150,60,64,64 --zoom 2 --out docs/comparison.png \
+.venv/bin/sd-compare --hr "$HR" --crop 150,60,64,64 --zoom 2 --out docs/comparison.png --overwrite \
   --model "alone=$R/alone4_seed0/experiments/alone4_seed0/models/net_g_latest.pth" \
   --model "SD student=$R/sd16_seed0/experiments/sd16_seed0/models/net_g_latest.pth:4" \
   --model "SD teacher=$R/sd16_seed0/experiments/sd16_seed0/models/net_g_latest.pth"

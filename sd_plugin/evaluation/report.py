@@ -1,8 +1,6 @@
 """Views of sd-eval's records: a markdown table and a PSNR-against-MACs plot."""
-import os
-from os import path as osp
-
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
 from sd_plugin.text import markdown_table as table
 
 
@@ -80,7 +78,7 @@ def plot(records, path):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=110, format='png')
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format='png'))
+    finally:
+        plt.close(fig)

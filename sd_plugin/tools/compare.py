@@ -32,7 +32,7 @@ from sd_plugin.compare import (
 )
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import read_image
-from sd_plugin.files import check_apart
+from sd_plugin.files import plan_outputs
 from sd_plugin.imageio import check_writable, write_image
 from sd_plugin.threads import apply_threads
 
@@ -70,7 +70,8 @@ def main(argv=None):
     crops = [parse_crop(c) for c in args.crop]
     models = [parse_model(m) for m in args.model]
     check_names([name for name, _, _ in models])
-    check_apart({'--out': args.out}, {'--hr': args.hr, '--lr': args.lr, '--model': [ckpt for _, ckpt, _ in models]})
+    plan_outputs({'--out': args.out}, {'--hr': args.hr, '--lr': args.lr, '--model': [ckpt for _, ckpt, _ in models]},
+                 args.overwrite)
     try:
         check_writable(np.zeros((1, 1, 3), np.uint8), osp.splitext(args.out)[1] or '(no extension)')
     except ConfigError as err:

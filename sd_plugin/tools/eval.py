@@ -57,12 +57,13 @@ PNG (PSNR against MACs) are drawn from those records.
 """
 import argparse
 import json
+from os import path as osp
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
-from sd_plugin.files import atomic_write, check_apart
+from sd_plugin.files import atomic_write, plan_outputs
 from sd_plugin.threads import apply_threads, parse_threads  # noqa: F401  (parse_threads: imported from here)
 
 
@@ -96,6 +97,7 @@ def build_parser():
                         'params)')
     parser.add_argument('--json', default=None, metavar='PATH', help='write the records here')
     parser.add_argument('--plot', default=None, metavar='PATH', help='write a PSNR-vs-MACs PNG here')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json / --plot file')
     parser.add_argument('--complexity', action='store_true', help='also measure CPU latency')
     parser.add_argument('--lr-size', default='320x180', help='LR WIDTHxHEIGHT for MACs and latency '
                         '(default: 320x180, 1280x720 output at x4)')
@@ -117,7 +119,8 @@ def main(argv=None):
     lr_size = parse_size(args.lr_size)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
-    check_apart({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data})
+    plan_outputs({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data},
+                 args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]})
     apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
                        args.complexity, args.warmup, args.repeats, progress=not args.quiet, precision=args.precision)

@@ -1,12 +1,11 @@
 """sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
 import argparse
-from os import path as osp
 
 from sd_plugin.checkpoint import load_checkpoint
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
-from sd_plugin.export import export, export_onnx
-from sd_plugin.files import check_apart
+from sd_plugin.export import export, export_onnx, export_safetensors
+from sd_plugin.files import plan_outputs
 
 
 @one_line_errors('sd-export')
@@ -23,10 +22,13 @@ def main(argv=None):
     parser.add_argument('--onnx', default=None, metavar='PATH',
                         help='also write the student as ONNX (dynamic height/width; params_ema when exported, else '
                         'params); needs pip install -e .[onnx]')
+    parser.add_argument('--safetensors', default=None, metavar='PATH',
+                        help='also write the student as .safetensors (params_ema when exported, else params), the '
+                        'format chaiNNer / spandrel load; needs the safetensors package')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx file')
     args = parser.parse_args(argv)
-    check_apart({'--out': args.out, '--onnx': args.onnx}, {'CKPT': args.ckpt})
-    if args.onnx and osp.realpath(args.onnx) == osp.realpath(args.out):
-        raise ConfigError(f'--onnx {args.onnx}: is also --out; give them different paths')
+    plan_outputs({'--out': args.out, '--onnx': args.onnx, '--safetensors': args.safetensors}, {'CKPT': args.ckpt},
+                 args.overwrite)
     if args.onnx:
         try:
             import onnx  # noqa: F401  (fail before writing anything)
@@ -34,6 +36,11 @@ def main(argv=None):
             raise ConfigError('--onnx needs the onnx package: pip install -e .[onnx]') from None
     arch = export(args.ckpt, args.depth, args.out, args.param_key)
     print(f'wrote {args.out}: network_g: {arch}')
+    if args.safetensors:
+        saved = load_checkpoint(args.out)
+        key = 'params_ema' if 'params_ema' in saved else 'params'
+        export_safetensors(arch, saved[key], args.safetensors)
+        print(f'wrote {args.safetensors} ({key}; metadata network_g)')
     if args.onnx:
         saved = load_checkpoint(args.out)
         key = 'params_ema' if 'params_ema' in saved else 'params'
