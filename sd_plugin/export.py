@@ -1,5 +1,7 @@
-"""sd-export: cut exit k out of a SRResNetMultiExit checkpoint as a stock BasicSR ``MSRResNet(num_block=k)`` one."""
+"""sd-export: cut exit k out of a multi-exit checkpoint as a stock BasicSR one: ``MSRResNet(num_block=k)`` for an
+SRResNetMultiExit, the wrapped arch at depth k (``adapter.stock_options``) for a MultiExitSR."""
 import io
+import json
 import re
 import warnings
 from collections import OrderedDict
@@ -33,10 +35,56 @@ def infer_arch(state_dict):
                 num_block=max(blocks) + 1 if blocks else 0, upscale=upscale, exits=exits)
 
 
+def wrapped_student_keys(state_dict, depth, options):
+    """{stock parameter name at ``depth``: its name in ``state_dict``} for a MultiExitSR state dict with ``options``
+    (``options_from_state_dict``): the stem, units 1..depth, and exit head ``depth`` under the tail's stock names
+    (the teacher's own tail at the teacher depth)."""
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.archs.multi_exit_arch import OPTIONS_KEY
+    adapter = get_adapter(options['arch']['type'])
+    unit = re.compile(re.escape(adapter.block_attr) + r'\.(\d+)\.')
+    teacher = 1 + max((int(m.group(1)) for k in state_dict for m in [unit.match(k)] if m), default=-1)
+    if depth != teacher and depth not in options['exits']:
+        raise ConfigError(f'--exit {depth}: the checkpoint has exits {options["exits"]} and teacher depth {teacher} '
+                          f'({adapter.unit}s of {options["arch"]["type"]})')
+    keys = OrderedDict()
+    for key in state_dict:
+        block = unit.match(key)
+        if key == OPTIONS_KEY:
+            continue
+        if key.startswith('exit_heads.'):
+            prefix = f'exit_heads.{depth}.'
+            if key.startswith(prefix):
+                keys[key[len(prefix):]] = key
+        elif block:
+            if int(block.group(1)) < depth:
+                keys[key] = key
+        elif key.split('.', 1)[0] not in adapter.tail_names or depth == teacher:
+            keys[key] = key  # the stem, and the teacher's own tail
+    return keys
+
+
+def student_arch(state_dict, depth):
+    """The stock network_g that loads ``student_state_dict(state_dict, depth)``."""
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.archs.multi_exit_arch import options_from_state_dict
+    options = options_from_state_dict(state_dict)
+    if options is not None:
+        return get_adapter(options['arch']['type']).stock_options(options['arch'], depth)
+    arch = infer_arch(student_state_dict(state_dict, depth))
+    return dict(type='MSRResNet', **{k: arch[k] for k in ('num_in_ch', 'num_out_ch', 'num_feat', 'num_block',
+                                                           'upscale')})
+
+
 def student_keys(state_dict, depth):
-    """{MSRResNet(num_block=depth) parameter name: its name in ``state_dict``}, an SRResNetMultiExit state dict:
-    the shared first conv, the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its
-    depth) under MSRResNet's head names."""
+    """{stock parameter name: its name in ``state_dict``} of output ``depth``. A MultiExitSR state dict: see
+    ``wrapped_student_keys``. An SRResNetMultiExit one: MSRResNet(num_block=depth)'s names: the shared first conv,
+    the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its depth) under MSRResNet's
+    head names."""
+    from sd_plugin.archs.multi_exit_arch import options_from_state_dict
+    options = options_from_state_dict(state_dict)
+    if options is not None:
+        return wrapped_student_keys(state_dict, depth, options)
     arch = infer_arch(state_dict)
     if depth != arch['num_block'] and depth not in arch['exits']:
         raise ConfigError(f'--exit {depth}: the checkpoint has exits {arch["exits"]} and teacher depth '
@@ -57,7 +105,8 @@ def student_keys(state_dict, depth):
 
 
 def student_state_dict(state_dict, depth):
-    """The ``MSRResNet(num_block=depth)`` state dict of exit ``depth`` (or of the teacher, at its own depth)."""
+    """The stock state dict of exit ``depth`` (or of the teacher, at its own depth): ``MSRResNet(num_block=depth)``
+    for an SRResNetMultiExit, the wrapped arch at ``depth`` for a MultiExitSR."""
     return OrderedDict((name, state_dict[key]) for name, key in student_keys(state_dict, depth).items())
 
 
@@ -65,39 +114,56 @@ def export(ckpt_path, depth, out_path, param_key=None):
     """Write exit ``depth`` of ``ckpt_path`` to ``out_path`` as a stock BasicSR checkpoint.
 
     The file holds ``params`` (and ``params_ema`` when the source has it; with ``param_key`` only that one, saved
-    as ``params``) plus ``sd_plugin``: where it came from (source path, exit, param keys, MSRResNet options).
-    Returns the MSRResNet options (dict) that load it.
+    as ``params``) plus ``sd_plugin``: where it came from (source path, exit, param keys, the stock network_g).
+    Checks that each state dict loads strictly into the stock arch built from that network_g before writing.
+    Returns that network_g (dict).
     """
+    from sd_plugin.archs.multi_exit_arch import build_stock
     ckpt = load_checkpoint(ckpt_path)
     if param_key is not None:
         sources = {'params': param_key}
     else:
         sources = {key: key for key in PARAM_KEYS if key in ckpt} or {'params': 'params'}
     result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth) for dst, src in sources.items()}
-    arch = infer_arch(result['params'])
-    arch = dict(type='MSRResNet', **{k: arch[k] for k in ('num_in_ch', 'num_out_ch', 'num_feat', 'num_block',
-                                                           'upscale')})
+    arch = student_arch(params(ckpt, sources['params'], ckpt_path), depth)
+    stock = build_stock(arch)
+    for state in result.values():
+        stock.load_state_dict(state, strict=True)
     result['sd_plugin'] = dict(source=osp.abspath(ckpt_path), exit=depth, param_keys=sources, arch=arch)
     atomic_save(result, out_path)
     return arch
 
 
+def export_safetensors(arch, state_dict, path):
+    """Write ``state_dict`` to ``path`` as safetensors (what chaiNNer / spandrel read), with the network_g that
+    loads it as JSON in the metadata (``network_g``)."""
+    try:
+        from safetensors.torch import save
+    except ImportError:
+        raise ConfigError('--safetensors needs the safetensors package: pip install safetensors') from None
+    tensors = {name: value.detach().contiguous().clone() for name, value in state_dict.items()}
+    data = save(tensors, metadata={'network_g': json.dumps(arch, sort_keys=True)})
+    atomic_write(path, lambda f: f.write(data))
+
+
 def export_onnx(arch, state_dict, onnx_path):
-    """Write ``MSRResNet(**arch)`` with ``state_dict`` to ``onnx_path`` as ONNX (opset 17), input ``lr`` and output
-    ``sr`` with dynamic batch, height and width. Uses torch's TorchScript-based exporter (``dynamo=False``), which
-    needs only the ``onnx`` package. When onnxruntime is installed, runs the file on a random input of another size
-    and returns the max abs difference to PyTorch (a RuntimeError above 1e-4, and nothing is written); else None."""
+    """Write the stock network ``arch`` (a network_g dict) with ``state_dict`` to ``onnx_path`` as ONNX (opset 17),
+    input ``lr`` and output ``sr`` with dynamic batch, height and width. Uses torch's TorchScript-based exporter
+    (``dynamo=False``), which needs only the ``onnx`` package. When onnxruntime is installed, runs the file on a
+    random input of another size and returns the max abs difference to PyTorch (a RuntimeError above 1e-4, and
+    nothing is written); else None."""
     try:
         import onnx
     except ImportError:
         raise ConfigError('--onnx needs the onnx package: pip install -e .[onnx]') from None
-    from basicsr.archs.srresnet_arch import MSRResNet
-    net = MSRResNet(**{k: v for k, v in arch.items() if k != 'type'}).eval()
+    from sd_plugin.archs.multi_exit_arch import build_stock
+    net = build_stock(arch).eval()
     net.load_state_dict(state_dict, strict=True)
+    in_ch = arch.get('num_in_ch', arch.get('in_chans', 3))
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # the TorchScript-based exporter's deprecation warning
-        torch.onnx.export(net, (torch.rand(1, arch['num_in_ch'], 16, 16),), buffer, dynamo=False, opset_version=17,
+        torch.onnx.export(net, (torch.rand(1, in_ch, 16, 16),), buffer, dynamo=False, opset_version=17,
                           input_names=['lr'], output_names=['sr'],
                           dynamic_axes={'lr': {0: 'batch', 2: 'height', 3: 'width'},
                                         'sr': {0: 'batch', 2: 'out_height', 3: 'out_width'}})
@@ -109,7 +175,7 @@ def export_onnx(arch, state_dict, onnx_path):
     except ImportError:
         onnxruntime = None
     if onnxruntime is not None:
-        x = torch.rand(2, arch['num_in_ch'], 19, 27)
+        x = torch.rand(2, in_ch, 19, 27)
         session = onnxruntime.InferenceSession(model, providers=['CPUExecutionProvider'])
         with torch.no_grad():
             diff = float((torch.from_numpy(session.run(None, {'lr': x.numpy()})[0]) - net(x)).abs().max())

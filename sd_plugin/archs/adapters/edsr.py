@@ -1,0 +1,38 @@
+"""EDSR: unit = a residual block of ``body``; tail = ``conv_after_body``, the global residual (the features after
+``conv_first``), ``upsample``, ``conv_last`` and the mean / ``img_range`` de-normalisation."""
+import math
+
+from basicsr.archs.arch_util import Upsample
+from torch import nn
+
+from .base import Adapter, register_adapter
+
+
+def upsample_convs(upsample):
+    """Number of 3x3 convolutions in a BasicSR ``Upsample`` (one per x2 step, one at x3)."""
+    return sum(1 for m in upsample.modules() if m.__class__.__name__ == 'Conv2d')
+
+
+@register_adapter('EDSR')
+class EDSRAdapter(Adapter):
+    depth_key = 'num_block'
+    tail_names = ('conv_after_body', 'upsample', 'conv_last')
+
+    def scale(self, net):
+        """The product of the pixel-shuffle factors of ``upsample`` (EDSR and RCAN do not keep ``upscale``)."""
+        return math.prod(m.upscale_factor for m in net.upsample.modules() if isinstance(m, nn.PixelShuffle))
+
+    def stem(self, net, x):
+        net.mean = net.mean.type_as(x)
+        first = net.conv_first((x - net.mean) * net.img_range)
+        return first, {'first': first}
+
+    def tail(self, net, head, feat, extras):
+        hr_feat = head.upsample(head.conv_after_body(feat) + extras['first'])
+        return head.conv_last(hr_feat) / net.img_range + net.mean, hr_feat
+
+    def receptive_field(self, net, depth):
+        # conv_first, 2 convs per block, conv_after_body, the upsampling convs and conv_last: each 3x3 conv widens
+        # the field by at most one LR pixel (by a sub-pixel step after the first pixel shuffle)
+        assert isinstance(net.upsample, Upsample)
+        return 2 * depth + 3 + upsample_convs(net.upsample)

@@ -1,0 +1,36 @@
+"""RRDBNet (ESRGAN, Real-ESRGAN): unit = an RRDB of ``body``; stem = pixel-unshuffle (scale 1 and 2) and
+``conv_first``; tail = ``conv_body``, the residual to the stem's features, two nearest x2 upsamplings with
+``conv_up1`` / ``conv_up2``, ``conv_hr`` and ``conv_last``."""
+from basicsr.archs.arch_util import pixel_unshuffle
+from torch.nn import functional as F
+
+from .base import Adapter, register_adapter
+
+
+@register_adapter('RRDBNet')
+class RRDBNetAdapter(Adapter):
+    depth_key = 'num_block'
+    tail_names = ('conv_body', 'conv_up1', 'conv_up2', 'conv_hr', 'conv_last', 'lrelu')
+
+    def scale(self, net):
+        return net.scale
+
+    def stem(self, net, x):
+        if net.scale in (1, 2):
+            x = pixel_unshuffle(x, scale=4 // net.scale)
+        first = net.conv_first(x)
+        return first, {'first': first}
+
+    def tail(self, net, head, feat, extras):
+        feat = extras['first'] + head.conv_body(feat)
+        feat = head.lrelu(head.conv_up1(F.interpolate(feat, scale_factor=2, mode='nearest')))
+        feat = head.lrelu(head.conv_up2(F.interpolate(feat, scale_factor=2, mode='nearest')))
+        hr_feat = head.lrelu(head.conv_hr(feat))
+        return head.conv_last(hr_feat), hr_feat
+
+    def receptive_field(self, net, depth):
+        # at the trunk's resolution: conv_first, 15 convs per RRDB (3 dense blocks of 5), conv_body, then one pixel
+        # at most for each of conv_up1, conv_up2, conv_hr, conv_last; the trunk runs at 1/(4/scale) of the LR
+        # resolution for scale 1 and 2 (pixel-unshuffle), where one trunk pixel spans 4/scale LR pixels
+        unshuffle = 4 // net.scale if net.scale in (1, 2) else 1
+        return unshuffle * (15 * depth + 6)

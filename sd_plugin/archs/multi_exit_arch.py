@@ -1,0 +1,198 @@
+"""MultiExitSR: any stock BasicSR arch (EDSR, RCAN, RRDBNet, SwinIR, MSRResNet, or a user's own with an adapter) with
+extra exits inside its trunk, each a fresh copy of the arch's own tail.
+
+    network_g:
+      type: MultiExitSR
+      arch: {type: EDSR, num_in_ch: 3, num_out_ch: 3, num_feat: 64, num_block: 16, upscale: 4}
+      exits: [4, 8]          # depths in the arch's unit (docs/archs.md)
+
+The stock network's parameters are this module's own, under the stock names: with ``exits: []`` the state dict is
+exactly the stock arch's, and it loads strictly both ways. Exit k's head is ``exit_heads.<k>.<tail name>``; with
+``exit_heads.<k>.`` removed from those names, the stem, units 1..k and head k are the state dict of the stock arch
+at depth k (``adapter.stock_options(arch, k)``). A state dict with exits also carries ``multi_exit_options``, the
+wrapper's options as JSON bytes (a uint8 tensor), so that a checkpoint alone rebuilds its network
+(``options_from_state_dict``).
+"""
+import inspect
+import json
+from collections import OrderedDict
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from sd_plugin.archs.adapters import get_adapter
+from sd_plugin.archs.srresnet_multiexit_arch import scale_gradient
+from sd_plugin.errors import ConfigError
+from sd_plugin.text import did_you_mean
+
+OPTIONS_KEY = 'multi_exit_options'
+
+
+def build_stock(arch_opt):
+    """The stock network of ``arch_opt`` (a network_g dict with ``type``), built from BasicSR's ARCH_REGISTRY; an
+    argument the arch does not name is a ConfigError (SwinIR's ``**kwargs`` would swallow a misspelling)."""
+    cls = ARCH_REGISTRY.get(arch_opt['type'])
+    known = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    for key in arch_opt:
+        if key != 'type' and key not in known:
+            raise ConfigError(f'network_g.arch.{key}: not an argument of {cls.__name__}{did_you_mean(key, known)}')
+    return cls(**{k: v for k, v in arch_opt.items() if k != 'type'})
+
+
+def encode_options(options):
+    """JSON of ``options`` as a uint8 tensor (a state dict value BasicSR's save_network can ``.cpu()``), or None when
+    they are not JSON data."""
+    try:
+        data = json.dumps(options, sort_keys=True).encode()
+    except (TypeError, ValueError):
+        return None
+    return torch.tensor(list(data), dtype=torch.uint8)
+
+
+def options_from_state_dict(state_dict):
+    """``{'arch': stock network_g, 'exits': [...]}`` saved in a MultiExitSR state dict, or None."""
+    value = state_dict.get(OPTIONS_KEY)
+    return None if value is None else json.loads(bytes(value.tolist()).decode())
+
+
+def _add_options(module, state_dict, prefix, local_metadata):
+    """state_dict post-hook: the wrapper's options under ``multi_exit_options`` (only when it has exits)."""
+    if module.exits and module.encoded_options is not None:
+        state_dict[prefix + OPTIONS_KEY] = module.encoded_options.clone()
+
+
+def _drop_options(module, state_dict, prefix, *args):
+    """load_state_dict pre-hook: the options are not a parameter; the shapes of the rest say whether they fit."""
+    state_dict.pop(prefix + OPTIONS_KEY, None)
+
+
+class NoHeadFeatures(dict):
+    """{depth: head features} of an arch whose adapter has none: asking for one is a ConfigError."""
+
+    def __init__(self, arch_type, features):
+        super().__init__(features)
+        self.arch_type = arch_type
+
+    def __missing__(self, depth):
+        raise ConfigError(f'train.self_distill.feature_distill_opt: the {self.arch_type} adapter gives no head '
+                          'features to distil (set it to null)')
+
+
+@ARCH_REGISTRY.register()
+class MultiExitSR(nn.Module):
+    """A stock arch with early exits; the API is ``SRResNetMultiExit``'s.
+
+    Args:
+        arch (dict): the stock network_g, e.g. ``{type: EDSR, num_feat: 64, num_block: 16, upscale: 4}``; its type
+            needs an adapter (``sd_plugin.archs.adapters``).
+        exits (list[int]): depths (in the arch's unit) with an exit head, strictly increasing, in [1, depth - 1].
+        deploy_exit (int | None): the depth plain ``forward(x)`` returns: None or the teacher depth, or an exit.
+
+    Attributes:
+        stock (nn.Module): the stock network, whose parameters, buffers and children are this module's own.
+        adapter: how the arch splits into stem, units and tail.
+        num_block (int): the teacher depth in the arch's unit (the name ``SelfDistillSRModel`` reads).
+        upscale (int): the scale factor.
+    """
+
+    def __init__(self, arch, exits=(), deploy_exit=None):
+        super().__init__()
+        if not isinstance(arch, dict) or 'type' not in arch:
+            raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
+        adapter = get_adapter(arch['type'])
+        arch_opt = adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
+        adapter.check_options(arch_opt)
+        stock = build_stock(arch_opt)
+        depth = len(adapter.blocks(stock))
+        exits = list(exits or [])
+        for k in exits:
+            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
+                raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {depth - 1}] '
+                                  f'({arch["type"]} has {depth} {adapter.unit}s)')
+        if exits != sorted(set(exits)):
+            raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
+        if deploy_exit not in (None, depth, *exits):
+            raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or the teacher '
+                              f'depth {depth}')
+        # The stock network's parameters, buffers and children ARE this module's (the same dicts), so the state
+        # dict has the stock names with no prefix; ``stock`` itself is kept unregistered, for its attributes.
+        for name in ('_parameters', '_buffers', '_non_persistent_buffers_set', '_modules'):
+            object.__setattr__(self, name, getattr(stock, name))
+        object.__setattr__(self, 'stock', stock)
+        self.adapter, self.arch_opt, self.exits = adapter, arch_opt, exits
+        self.num_block, self.deploy_exit = depth, deploy_exit or depth
+        self.upscale = adapter.scale(stock)
+        self.exit_heads = nn.ModuleDict({str(k): self.make_exit_head(k) for k in exits})
+        self.encoded_options = encode_options({'arch': arch_opt, 'exits': exits})
+        self.register_state_dict_post_hook(_add_options)
+        self.register_load_state_dict_pre_hook(_drop_options)
+
+    def make_exit_head(self, depth):
+        """A module holding the tail of a freshly built stock arch at ``depth``: the arch's own initialisation."""
+        donor = build_stock(self.adapter.stock_options(self.arch_opt, depth))
+        head = nn.Module()
+        for name in self.adapter.tail_modules(donor):
+            head.add_module(name, getattr(donor, name))
+        return head
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.stock.training = mode
+        return self
+
+    @property
+    def depths(self):
+        """Every output depth, exits first, the teacher last."""
+        return [*self.exits, self.num_block]
+
+    def head(self, depth):
+        """Where the tail's layers of output ``depth`` are: an exit head, or the stock network for the teacher."""
+        return self.stock if depth == self.num_block else self.exit_heads[str(depth)]
+
+    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False):
+        """One pass through the trunk, stopping at the deepest requested depth.
+
+        Args:
+            x (Tensor): (N, C, h, w) LR input.
+            depths (list[int] | None): depths to output; None means every exit and the teacher.
+            trunk_grad_scale (float): at each exit, the share of the deeper outputs' gradient that flows back into
+                the units before it (the forward pass is unchanged).
+            features (bool): also return each head's last features before its final convolution.
+        Returns:
+            OrderedDict[int, Tensor]: depth -> (N, C, h*s, w*s) SR output, in increasing depth; with ``features``, a
+            pair (outputs, {depth: head features}); the arch's adapter may have none to give (``NoHeadFeatures``).
+        """
+        depths = self.depths if depths is None else sorted(depths)
+        for d in depths:
+            if d not in self.depths:
+                raise ConfigError(f'exit {d!r}: this model has exits {self.exits} and teacher depth {self.num_block}')
+        adapter, net = self.adapter, self.stock
+        feat, extras = adapter.stem(net, x)
+        outputs, head_features = OrderedDict(), OrderedDict()
+        for depth, block in enumerate(adapter.blocks(net)[:depths[-1]], start=1):
+            feat = adapter.run_block(net, block, feat, extras)
+            if depth in depths:
+                outputs[depth], head_feat = adapter.tail(net, self.head(depth), feat, extras)
+                if head_feat is not None:
+                    head_features[depth] = head_feat
+            if depth in self.exits:
+                feat = scale_gradient(feat, trunk_grad_scale)
+        if not features:
+            return outputs
+        if len(head_features) < len(outputs):
+            head_features = NoHeadFeatures(self.arch_opt['type'], head_features)
+        return outputs, head_features
+
+    def forward(self, x, all_exits=False, **kwargs):
+        """``forward(x)``: the output at ``deploy_exit`` (the teacher by default). ``forward(x, all_exits=True,
+        **kwargs)``: ``forward_exits(x, None, **kwargs)``, every output from one trunk pass."""
+        if all_exits:
+            return self.forward_exits(x, **kwargs)
+        return self.forward_exits(x, [self.deploy_exit])[self.deploy_exit]
+
+    def student(self, depth):
+        """(stock network_g, state dict) of output ``depth`` as the stock arch: stem, units 1..depth, head depth
+        under the tail's stock names (``sd_plugin.export.student_state_dict`` on this state dict)."""
+        from sd_plugin.export import student_state_dict
+        return self.adapter.stock_options(self.arch_opt, depth), student_state_dict(self.state_dict(), depth)
