@@ -10,7 +10,7 @@ channels, the same as resizing the 3 channels; the benchmark protocol measures t
 
 Outputs are built in a hidden temporary folder inside the output folder and renamed into place at the end, so an
 interrupted run never leaves a half-made folder or LMDB under its final name. An existing output needs
-``overwrite``; an output is never one of the input folders.
+``overwrite``, which replaces only what sd-prepare wrote; an output is never one of the input folders.
 """
 import os
 import shutil
@@ -21,8 +21,8 @@ import cv2
 from tqdm import tqdm
 
 from sd_plugin.data.bicubic import imresize
-from sd_plugin.errors import ConfigError
-from sd_plugin.files import check_apart
+from sd_plugin.errors import ConfigError, WriteError
+from sd_plugin.files import check_apart, files_under, new_folder, record_written, written_by
 from sd_plugin.imageio import IMAGE_EXTENSIONS, is_image_file, read_uint8
 
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
@@ -109,6 +109,8 @@ def publish(out, outputs, items, lmdb, overwrite, inputs):
     ``outputs``: {key: folder path relative to ``out``}, e.g. {'hr': 'HR_sub', 'lr': 'LR_bicubic/X4_sub'}; with
     ``lmdb`` the output is ``out/<that path with / as _>.lmdb`` instead. ``items`` yields (key, file name, image).
     ``inputs`` ({option: path or paths}): no output may be one of them or hold one (``files.check_apart``).
+    An existing output is replaced only with ``overwrite``, and only when every file in it is one sd-prepare wrote
+    (listed in ``out/.sd-prepare.written``, ``files.record_written``); a refused run leaves no folder behind.
     """
     finals = {k: osp.join(out, rel.replace('/', '_') + '.lmdb' if lmdb else rel) for k, rel in outputs.items()}
     for final in finals.values():
@@ -116,36 +118,66 @@ def publish(out, outputs, items, lmdb, overwrite, inputs):
     existing = [p for p in finals.values() if osp.lexists(p)]
     if existing and not overwrite:
         raise ConfigError(f'{existing[0]} already exists: pass --overwrite to replace it')
+    own = written_by(out, TOOL)
+    replaced = set()
+    for final in existing:
+        found = owned_names(out, final)
+        foreign = sorted(found - own)
+        if foreign:
+            raise ConfigError(f'--overwrite: {final} holds {osp.join(out, foreign[0])}, which sd-prepare did not '
+                              'write; nothing was deleted (move it, or choose another --out)')
+        replaced |= found
     try:
-        os.makedirs(out, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix='.sd-prepare-', dir=out)
+        with new_folder(out):
+            try:
+                stage = tempfile.mkdtemp(prefix='.sd-prepare-', dir=out)
+            except OSError as err:
+                raise ConfigError(f'--out {out}: cannot write there ({err.strerror})') from None
+            try:
+                write_stage(stage, finals, items, lmdb)
+                for k, final in finals.items():
+                    staged = osp.join(stage, f'{k}.lmdb') if lmdb else osp.join(stage, 'images', k)
+                    if osp.lexists(final):
+                        os.rename(final, osp.join(stage, f'old_{k}'))  # deleted with the stage
+                    os.makedirs(osp.dirname(final), exist_ok=True)
+                    os.rename(staged, final)
+                record_written(out, TOOL, set().union(*(owned_names(out, f) for f in finals.values())), replaced)
+            finally:
+                shutil.rmtree(stage, ignore_errors=True)
     except OSError as err:
-        raise ConfigError(f'--out {out}: cannot write there ({err.strerror})') from None
-    try:
-        folders = {k: osp.join(stage, 'images', k) for k in finals}
-        for folder in folders.values():
-            os.makedirs(folder)
-        for key, name, img in items:
-            target = osp.join(folders[key], name)
-            if osp.exists(target):
-                raise ConfigError(f'two images would both be written as {name}: rename one of them')
-            if not cv2.imwrite(target, img, PNG_OPTIONS):
-                raise ConfigError(f'cannot write {target}')
-        staged = folders
-        if lmdb:
-            staged = {k: osp.join(stage, f'{k}.lmdb') for k in finals}
-            for k in finals:
-                write_lmdb(folders[k], staged[k])
-        for k, final in finals.items():
-            if osp.lexists(final):
-                os.rename(final, osp.join(stage, f'old_{k}'))  # deleted with the stage
-            os.makedirs(osp.dirname(final), exist_ok=True)
-            os.rename(staged[k], final)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if isinstance(err, WriteError):
+            raise
+        raise WriteError(err.filename or out, err) from None
     for final in finals.values():
         print(f'wrote {final}')
     return finals
+
+
+TOOL = 'sd-prepare'
+
+
+def owned_names(out, final):
+    """The files of the output ``final`` (a folder, an LMDB or a file), as paths relative to ``out``."""
+    if osp.isdir(final) and not osp.islink(final):
+        return {osp.relpath(osp.join(final, name), out) for name in files_under(final)}
+    return {osp.relpath(final, out)}
+
+
+def write_stage(stage, finals, items, lmdb):
+    """Write ``items`` as PNGs under ``stage/images/<key>/`` and, with ``lmdb``, ``stage/<key>.lmdb`` from them."""
+    folders = {k: osp.join(stage, 'images', k) for k in finals}
+    for folder in folders.values():
+        os.makedirs(folder)
+    for key, name, img in items:
+        target = osp.join(folders[key], name)
+        if osp.exists(target):
+            raise ConfigError(f'two images would both be written as {name}: rename one of them')
+        if not cv2.imwrite(target, img, PNG_OPTIONS):
+            free = shutil.disk_usage(stage).free / 2**20
+            raise ConfigError(f'cannot write {target} ({free:.0f} MiB free there)')
+    if lmdb:
+        for k in finals:
+            write_lmdb(folders[k], osp.join(stage, f'{k}.lmdb'))
 
 
 def paired_items(pairs, scale, subimages, crop, step):

@@ -61,7 +61,7 @@ def test_folder_disk_and_lmdb_are_read_by_paired_image_dataset(tmp_path):
     assert read(out / 'HR' / 'g.png').ndim == 2  # grey stays single-channel on disk
 
     prepare(['folder', '--hr', str(tmp_path / 'hr'), '--name', 'mix', '--out', str(out), '--lmdb'])
-    assert sorted(os.listdir(out)) == ['HR', 'HR.lmdb', 'LR_bicubic', 'LR_bicubic_X4.lmdb']
+    assert sorted(os.listdir(out)) == ['.sd-prepare.written', 'HR', 'HR.lmdb', 'LR_bicubic', 'LR_bicubic_X4.lmdb']
     meta = (out / 'HR.lmdb' / 'meta_info.txt').read_text().splitlines()
     assert meta == ['a.png (52,68,3) 1', 'b.png (128,96,3) 1', 'g.png (64,48,1) 1', 's.png (40,44,3) 1']
 
@@ -118,7 +118,8 @@ def test_rerun_needs_overwrite_and_a_failed_overwrite_keeps_the_old_output(tmp_p
     with pytest.raises(ConfigError, match='z.png: cannot read this image'):
         prepare(argv + ['--overwrite'])
     assert {f: (hr_out / f).read_bytes() for f in os.listdir(hr_out)} == before
-    assert sorted(os.listdir(out)) == sorted(['LR_bicubic', 'HR'] if not lmdb else ['LR_bicubic_X4.lmdb', 'HR.lmdb'])
+    assert sorted(os.listdir(out)) == sorted(['.sd-prepare.written', 'LR_bicubic', 'HR'] if not lmdb else
+                                             ['.sd-prepare.written', 'LR_bicubic_X4.lmdb', 'HR.lmdb'])
 
     os.remove(tmp_path / 'hr' / 'z.png')
     os.remove(tmp_path / 'hr' / 'a.png')
@@ -128,14 +129,42 @@ def test_rerun_needs_overwrite_and_a_failed_overwrite_keeps_the_old_output(tmp_p
     else:
         assert sorted(os.listdir(out / 'HR')) == sorted(os.listdir(out / 'LR_bicubic' / 'X4')) == [
             'b.png', 'g.png', 's.png']
-    assert not [f for f in os.listdir(out) if f.startswith('.')]  # no staging folder left
+    assert [f for f in os.listdir(out) if f.startswith('.')] == ['.sd-prepare.written']  # no staging folder left
+
+
+def test_overwrite_replaces_only_what_sd_prepare_wrote(tmp_path):
+    make_hr_folder(tmp_path / 'hr')
+    (tmp_path / 'userdir' / 'HR').mkdir(parents=True)
+    (tmp_path / 'userdir' / 'HR' / 'mine.png').write_bytes(b'the user\'s')
+    argv = ['folder', '--hr', str(tmp_path / 'hr'), '--name', 'x', '--out', str(tmp_path / 'userdir'), '--overwrite']
+    with pytest.raises(ConfigError, match=r'--overwrite: \S+/userdir/HR holds \S+/HR/mine.png, which sd-prepare did '
+                       'not write; nothing was deleted'):
+        prepare(argv)
+    assert sorted(os.listdir(tmp_path / 'userdir')) == ['HR'] and os.listdir(tmp_path / 'userdir' / 'HR') == [
+        'mine.png']
+    os.remove(tmp_path / 'userdir' / 'HR' / 'mine.png')
+    prepare(argv)
+    prepare(argv)  # its own output: replaced
+    (tmp_path / 'userdir' / 'LR_bicubic' / 'X4' / 'notes.txt').write_text('mine')
+    with pytest.raises(ConfigError, match='notes.txt, which sd-prepare did not write'):
+        prepare(argv)
+    assert (tmp_path / 'userdir' / 'LR_bicubic' / 'X4' / 'notes.txt').read_text() == 'mine'
+
+
+def test_a_refused_run_leaves_no_out_folder_behind(tmp_path):
+    make_hr_folder(tmp_path / 'hr')
+    (tmp_path / 'hr' / 'z.png').write_bytes(b'\x89PNG\r\n\x1a\n not really')
+    with pytest.raises(ConfigError, match='z.png: cannot read this image'):
+        prepare(['folder', '--hr', str(tmp_path / 'hr'), '--name', 'x', '--out', str(tmp_path / 'new' / 'deeper')])
+    assert sorted(os.listdir(tmp_path)) == ['hr']
 
 
 def test_benchmark_writes_gtmod_and_lrbic_per_scale_grey_stays_grey(tmp_path):
     images = make_hr_folder(tmp_path / 'hr')
     out = tmp_path / 'bench'
     prepare(['benchmark', '--hr', str(tmp_path / 'hr'), '--name', 'Tiny', '--out', str(out), '--scale', '2', '3', '4'])
-    assert sorted(os.listdir(out)) == ['GTmod2', 'GTmod3', 'GTmod4', 'LRbicx2', 'LRbicx3', 'LRbicx4']
+    assert sorted(os.listdir(out)) == ['.sd-prepare.written', 'GTmod2', 'GTmod3', 'GTmod4', 'LRbicx2', 'LRbicx3',
+                                       'LRbicx4']
     for s in (2, 3, 4):
         assert sorted(os.listdir(out / f'GTmod{s}')) == sorted(os.listdir(out / f'LRbicx{s}')) == [
             'a.png', 'b.png', 'g.png', 's.png']
@@ -190,7 +219,7 @@ def test_div2k_lr_of_the_wrong_size_is_named(tmp_path):
     os.remove(bad)
     with pytest.raises(ConfigError, match=f'{bad}: missing'):
         prepare(['div2k', '--root', str(tmp_path / 'DIV2K'), '--out', str(tmp_path / 'out')])
-    assert not os.listdir(tmp_path / 'out')  # nothing half-made
+    assert not osp.exists(tmp_path / 'out')  # nothing half-made, not even the folder
     with pytest.raises(ConfigError, match='no DIV2K_train_HR folder'):
         prepare(['div2k', '--root', str(tmp_path), '--out', str(tmp_path / 'out')])
 
