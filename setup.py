@@ -27,6 +27,7 @@ setup(
             'sd-study=sd_plugin.tools.study:main',
             'sd-upscale=sd_plugin.tools.upscale:main',
             'sd-compare=sd_plugin.tools.compare:main',
+            'sd-calibrate=sd_plugin.tools.calibrate:main',
         ]
     },
 )

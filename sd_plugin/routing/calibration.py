@@ -1,0 +1,235 @@
+"""Calibration of the ``edge`` and ``learned`` routers on training images, stored beside the checkpoint.
+
+Samples: every LR tile of every calibration image gives its edge score, its trunk feature statistics
+(``scores.feature_stats``) and its true gain per LR pixel for each output (``scores.oracle_gains`` / area: the
+reduction of the summed squared Y error, 0-255 scale, over the cheapest output).
+
+* ``edge``: the scores cut into ``bins`` bins of equal counts; per bin, the mean gain of each output. A tile's
+  predicted gain is its bin's row times its area.
+* ``learned``: a tiny regressor (``GainRegressor``: 2 C + 1 inputs, ``hidden`` units, one output per deeper output;
+  a few hundred parameters) from the standardised feature statistics and log edge score to the standardised gains,
+  fitted with the network frozen (the samples are computed once, under ``torch.inference_mode``).
+
+Both are checked on held-out images (every ``HOLDOUT``-th image): ``r2`` (coefficient of determination of the gain
+per pixel, all deeper outputs together) is stored with each router in the JSON.
+
+The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds: ``checkpoint`` (file name) and ``checkpoint_sha256``
+(checked on loading), ``depths``, ``scale``, ``tile`` (LR pixels), ``unit``, ``images``, ``tiles``, ``data``,
+``edge`` {``bin_edges``, ``gain`` (bins x outputs)}, ``learned`` {``inputs_mean``, ``inputs_std``, ``target_std``,
+``hidden``, ``state`` (parameter lists)} and ``mean_gain`` (outputs,) over all tiles.
+"""
+import hashlib
+import json
+from os import path as osp
+
+import numpy as np
+import torch
+from torch import nn
+
+from sd_plugin.errors import ConfigError
+from sd_plugin.files import atomic_write
+from sd_plugin.routing import scores
+from sd_plugin.routing.execute import run_trunk
+
+HOLDOUT = 5
+UNIT = 'reduction of the summed squared error of Y (0-255) over the cheapest output, per LR pixel'
+
+
+def routing_path(ckpt):
+    """Where the calibration of checkpoint ``ckpt`` lives: ``CKPT.routing.json``."""
+    return str(ckpt) + '.routing.json'
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def to_input(rgb):
+    """uint8 (h, w, 3) RGB or (h, w) grey -> (1, 3, h, w) float tensor in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).float().div_(255.)
+    return t.expand(1, 3, *t.shape) if t.ndim == 2 else t.permute(2, 0, 1)[None]
+
+
+@torch.inference_mode()
+def all_outputs(stages, x, trunk=None):
+    """[(1, 3, H*s, W*s)] every output of ``x``, cheapest first, from one trunk pass on the whole image."""
+    feat = run_trunk(stages, x) if trunk is None else trunk
+    outputs, depth = [], stages.depths[0]
+    for d in stages.depths:
+        feat = stages.advance(feat, depth, d)
+        depth = d
+        outputs.append(stages.head(feat, d, x))
+    return outputs
+
+
+@torch.inference_mode()
+def image_samples(stages, lr, gt, grid):
+    """Per tile of ``grid`` on the uint8 LR image ``lr`` with ground truth ``gt``: {'edge': (n,), 'stats': (n, 2C),
+    'gain': (n, outputs) true gain per LR pixel}."""
+    x = to_input(lr)
+    trunk = run_trunk(stages, x)
+    outputs = all_outputs(stages, x, trunk.clone())
+    gain = scores.oracle_gains(outputs, scores.gt_luma(gt), grid, stages.scale) / scores.tile_areas(grid)[:, None]
+    return {'edge': scores.edge_scores(x, grid), 'stats': scores.feature_stats(trunk, grid), 'gain': gain}
+
+
+# ----------------------------------------------------------------------------------------------- edge
+
+
+def fit_edge(edge, gain, bins=12):
+    """{'bin_edges': inner edges (ascending), 'gain': (bins, outputs) mean gain per LR pixel in each bin}."""
+    inner = np.unique(np.quantile(edge, np.linspace(0, 1, bins + 1)[1:-1]))
+    index = np.searchsorted(inner, edge, side='right')
+    table = [gain[index == b].mean(0) if (index == b).any() else np.zeros(gain.shape[1]) for b in range(len(inner) + 1)]
+    return {'bin_edges': inner.tolist(), 'gain': np.array(table).tolist()}
+
+
+def edge_gains(table, edge):
+    """(tiles, outputs) predicted gain per LR pixel of tiles with edge scores ``edge``."""
+    gain = np.asarray(table['gain'])
+    return gain[np.searchsorted(np.asarray(table['bin_edges']), edge, side='right')]
+
+
+# ----------------------------------------------------------------------------------------------- learned
+
+
+class GainRegressor(nn.Module):
+    """(N, inputs) standardised tile features -> (N, outputs - 1) standardised gains of the deeper outputs."""
+
+    def __init__(self, inputs, hidden, outputs):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, outputs))
+
+    def forward(self, features):
+        return self.layers(features)
+
+
+def learned_inputs(stats, edge):
+    """(n, 2C + 1): the feature statistics and log(1 + edge score)."""
+    return np.concatenate([stats, np.log1p(edge)[:, None]], 1)
+
+
+def fit_learned(stats, edge, gain, hidden=6, steps=2000, lr=1e-2, seed=0):
+    """Fit a ``GainRegressor`` (full batch, Adam, mean squared error on standardised gains); return its JSON dict."""
+    inputs = learned_inputs(stats, edge)
+    mean, std = inputs.mean(0), inputs.std(0) + 1e-8
+    target_std = gain[:, 1:].std(0) + 1e-8
+    torch.manual_seed(seed)
+    model = GainRegressor(inputs.shape[1], hidden, gain.shape[1] - 1)
+    features = torch.from_numpy((inputs - mean) / std).float()
+    target = torch.from_numpy(gain[:, 1:] / target_std).float()
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad()
+        loss = ((model(features) - target) ** 2).mean()
+        loss.backward()
+        optimiser.step()
+    return {'inputs_mean': mean.tolist(), 'inputs_std': std.tolist(), 'target_std': target_std.tolist(),
+            'hidden': hidden, 'params': sum(p.numel() for p in model.parameters()),
+            'state': {k: v.tolist() for k, v in model.state_dict().items()}}
+
+
+def learned_gains(learned, stats, edge):
+    """(tiles, outputs) predicted gain per LR pixel (the cheapest output's column: 0)."""
+    inputs = (learned_inputs(stats, edge) - np.asarray(learned['inputs_mean'])) / np.asarray(learned['inputs_std'])
+    model = GainRegressor(inputs.shape[1], learned['hidden'], len(learned['target_std']))
+    model.load_state_dict({k: torch.tensor(v) for k, v in learned['state'].items()})
+    with torch.inference_mode():
+        deeper = model(torch.from_numpy(inputs).float()).double().numpy() * np.asarray(learned['target_std'])
+    return np.concatenate([np.zeros((len(deeper), 1)), deeper], 1)
+
+
+# ----------------------------------------------------------------------------------------------- both
+
+
+def r2(predicted, true):
+    """Coefficient of determination of the deeper outputs' gains (columns 1..), all together."""
+    predicted, true = predicted[:, 1:], true[:, 1:]
+    return float(1 - ((predicted - true) ** 2).sum() / max(((true - true.mean(0)) ** 2).sum(), 1e-12))
+
+
+def calibrate(samples, bins=12, hidden=6, steps=2000):
+    """The ``edge`` and ``learned`` entries (each with its held-out ``r2``, then refitted on every image) and
+    ``mean_gain``, from a list of per-image ``image_samples``."""
+    def cat(items, key):
+        return np.concatenate([s[key] for s in items])
+
+    held = [s for i, s in enumerate(samples) if i % HOLDOUT == HOLDOUT - 1]
+    fit = [s for i, s in enumerate(samples) if i % HOLDOUT != HOLDOUT - 1] or samples
+    result = {}
+    if held:
+        edge = fit_edge(cat(fit, 'edge'), cat(fit, 'gain'), bins)
+        learned = fit_learned(cat(fit, 'stats'), cat(fit, 'edge'), cat(fit, 'gain'), hidden, steps)
+        truth = cat(held, 'gain')
+        result['edge_r2'] = r2(edge_gains(edge, cat(held, 'edge')), truth)
+        result['learned_r2'] = r2(learned_gains(learned, cat(held, 'stats'), cat(held, 'edge')), truth)
+    edge, stats, gain = cat(samples, 'edge'), cat(samples, 'stats'), cat(samples, 'gain')
+    result['edge'] = fit_edge(edge, gain, bins)
+    result['learned'] = fit_learned(stats, edge, gain, hidden, steps)
+    result['mean_gain'] = gain.mean(0).tolist()
+    result['tiles'] = len(edge)
+    return result
+
+
+def save_calibration(ckpt, record):
+    """Write ``record`` to ``routing_path(ckpt)`` atomically, with the checkpoint's name and SHA-256."""
+    record = {'checkpoint': osp.basename(ckpt), 'checkpoint_sha256': sha256(ckpt), 'unit': UNIT, **record}
+    path = routing_path(ckpt)
+    atomic_write(path, lambda f: json.dump(record, f, indent=1), mode='w')
+    return path
+
+
+def load_calibration(ckpt, depths):
+    """The calibration JSON of ``ckpt``; ConfigError when it is missing, for another checkpoint or other outputs."""
+    path = routing_path(ckpt)
+    if not osp.isfile(path):
+        raise ConfigError(f'{path}: no calibration for this checkpoint (make it with: sd-calibrate {ckpt} --data '
+                          '<training HR images>)')
+    try:
+        with open(path) as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f'{path}: not a readable calibration ({type(err).__name__})') from None
+    if record.get('checkpoint_sha256') != sha256(ckpt):
+        raise ConfigError(f'{path}: calibrated on another version of {osp.basename(ckpt)} (its SHA-256 differs); '
+                          f'rerun sd-calibrate {ckpt}')
+    if record.get('depths') != list(depths):
+        raise ConfigError(f'{path}: calibrated for outputs {record.get("depths")}, the checkpoint has {list(depths)}')
+    return record
+
+
+def image_files(folders):
+    """Sorted image files directly inside each folder (not sub-folders), folder by folder; ConfigError naming a
+    folder that is missing or holds no image."""
+    import os
+
+    from sd_plugin.imageio import is_image_file
+    paths = []
+    for folder in folders:
+        if not osp.isdir(folder):
+            raise ConfigError(f'--data {folder}: no such folder')
+        found = sorted(osp.join(folder, f) for f in os.listdir(folder) if is_image_file(f) and not f.startswith('.'))
+        if not found:
+            raise ConfigError(f'--data {folder}: no images in this folder')
+        paths += found
+    return paths
+
+
+def collect_samples(stages, paths, tile, progress=None):
+    """``image_samples`` of each HR image file in ``paths``, on its MATLAB-bicubic LR (``sd-prepare``'s, by
+    ``sd_plugin.compare.derive_lr``); ``progress()`` after each image."""
+    from sd_plugin.compare import derive_lr
+    from sd_plugin.evaluation.protocol import read_image
+    from sd_plugin.inference import tile_grid
+
+    samples = []
+    for path in paths:
+        hr, lr = derive_lr(read_image(path), stages.scale)
+        samples.append(image_samples(stages, lr, hr, tile_grid(lr.shape[0], lr.shape[1], tile)))
+        if progress:
+            progress()
+    return samples

@@ -1,0 +1,125 @@
+"""The shared-trunk routed run: every LR tile gets the pixels of its own output, exactly, for the MACs of a mix.
+
+1. The stem and the blocks up to the first exit run ONCE, on the whole image (one batched pass: every tile shares
+   it, without any overlap).
+2. Deeper, block by block, features are computed only where a tile routed deeper needs them: tile t routed to depth
+   D needs the features after block j (j <= D) on the tile widened by ``block_halo * (D - j) + head_halo`` pixels
+   (its receptive field from there on). Each grid tile computes the bounding box of what is needed inside it, from
+   a crop ``block_halo`` wider (clamped at the image border, where the convolutions' own zero padding is the
+   whole image's); crops of one shape run as one batch. Two feature buffers alternate, so a block reads only the
+   previous block's values.
+3. At depth D, the tiles routed to D run head D on their features and LR widened by ``head_halo``, and keep their
+   own part.
+
+Every pixel that reaches an output was computed from real neighbours over its whole receptive field, so each tile
+equals the same region of its output run on the whole image (float rounding aside: ``tests/test_routing.py``
+checks 1e-5). What the context around a deep tile costs beyond the tile itself is what ``executed_macs`` counts.
+"""
+from collections import defaultdict
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+MAX_BATCH = 64  # crops per batched call
+
+
+def widen(box, margin, height, width):
+    """``box`` = (y0, y1, x0, x1) widened by ``margin`` pixels on every side, clamped to the image."""
+    y0, y1, x0, x1 = box
+    return max(0, y0 - margin), min(height, y1 + margin), max(0, x0 - margin), min(width, x1 + margin)
+
+
+def intersect(a, b):
+    y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
+    return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def needed_boxes(grid, route, depth, stages, height, width):
+    """Per grid tile, the bounding box (or None) of the pixels whose features after block ``depth`` some tile routed
+    to ``depth`` or deeper needs."""
+    wanted = [widen(t, stages.block_halo * (d - depth) + stages.head_halo, height, width)
+              for t, d in zip(grid, route) if d >= depth]
+    boxes = []
+    for cell in grid:
+        parts = [p for p in (intersect(cell, w) for w in wanted) if p]
+        boxes.append(None if not parts else (min(p[0] for p in parts), max(p[1] for p in parts),
+                                             min(p[2] for p in parts), max(p[3] for p in parts)))
+    return boxes
+
+
+def batched(jobs, fn):
+    """Run ``fn`` on the crops of ``jobs`` = [(crop box, keep box, payload)], grouping crops of one shape and one
+    relative keep box into batches of at most ``MAX_BATCH``; calls ``fn(crops, [payload...], keep slices)``."""
+    groups = defaultdict(list)
+    for crop, keep, payload in jobs:
+        rel = (keep[0] - crop[0], keep[1] - crop[0], keep[2] - crop[2], keep[3] - crop[2])
+        groups[(crop[1] - crop[0], crop[3] - crop[2], rel)].append((crop, keep, payload))
+    for (_, _, rel), items in groups.items():
+        for i in range(0, len(items), MAX_BATCH):
+            fn(items[i:i + MAX_BATCH], rel)
+
+
+def run_trunk(stages, x):
+    """(1, C, H, W) features after the first exit's block: the shared trunk, once on the whole image."""
+    return stages.advance(stages.stem(x), 0, stages.depths[0])
+
+
+def run_routed(stages, x, grid, route, trunk=None):
+    """The routed SR output of ``x``.
+
+    Args:
+        stages: a staged adapter (``sd_plugin.routing.staged``).
+        x (Tensor): (1, 3, H, W) LR input in [0, 1].
+        grid (list[tuple]): LR tiles (y0, y1, x0, x1) covering the image without overlap
+            (``sd_plugin.inference.tile_grid``).
+        route (list[int]): the output depth of each tile, one of ``stages.depths``.
+        trunk (Tensor | None): the features after the first exit's block on the whole image (``trunk``), when the
+            router already computed them (the buffer is reused: overwritten); None: computed here.
+    Returns:
+        Tensor: (1, 3, H*s, W*s), each tile equal to its output's pixels.
+    """
+    if x.shape[0] != 1:
+        raise ValueError(f'run_routed takes one image, got a batch of {x.shape[0]}')
+    _, _, height, width = x.shape
+    s, first = stages.scale, stages.depths[0]
+    out = x.new_empty((1, 3, height * s, width * s))
+    feat = run_trunk(stages, x) if trunk is None else trunk
+    spare = None
+
+    def run_heads(depth):
+        jobs = [(widen(t, stages.head_halo, height, width), t, t) for t, d in zip(grid, route) if d == depth]
+
+        def fn(items, rel):
+            crops = [c for c, _, _ in items]
+            sr = stages.head(torch.cat([feat[..., a:b, c:d] for a, b, c, d in crops]), depth,
+                             torch.cat([x[..., a:b, c:d] for a, b, c, d in crops]))
+            for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1, :, rel[0] * s:rel[1] * s, rel[2] * s:rel[3] * s]
+        batched(jobs, fn)
+
+    run_heads(first)
+    for depth in range(first + 1, max(route) + 1):
+        boxes = needed_boxes(grid, route, depth, stages, height, width)
+        jobs = [(widen(b, stages.block_halo, height, width), b, None) for b in boxes if b]
+        if spare is None:
+            spare = feat.clone()
+        nxt = spare
+
+        def fn(items, rel):
+            crops = [c for c, _, _ in items]
+            new = stages.advance(torch.cat([feat[..., a:b, c:d] for a, b, c, d in crops]), depth - 1, depth)
+            for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
+                nxt[..., y0:y1, x0:x1] = new[i:i + 1, :, rel[0]:rel[1], rel[2]:rel[3]]
+        batched(jobs, fn)
+        feat, spare = nxt, feat
+        if depth in stages.depths:
+            run_heads(depth)
+    return out
+
+
+def executed_macs(stages, x, grid, route):
+    """Multiply-accumulates ``run_routed`` actually runs (convolutions, ``torch.utils.flop_counter``; FLOPs / 2):
+    the tiles' own MACs plus the context around deep tiles and the heads' halos."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        run_routed(stages, x, grid, route)
+    return counter.get_total_flops() // 2

@@ -1,0 +1,117 @@
+"""``Upscaler``: one model ready to upscale images, the per-image work that ``sd-upscale``, ``sd-compare``, the
+quickstart and ``sd-eval --budget`` share, so that a fixed output and a routed mix (``--budget``) run one way.
+
+    up = Upscaler('net_g_latest.pth', budget=0.7, router='edge')   # or exit=8, or neither: the teacher
+    sr = up.upscale(read_image('photo.png'))                      # same kind of image, s times larger
+    up.plans[-1].spent                                             # share of the teacher's MACs it spent
+
+Without ``budget`` it is ``sd_plugin.inference.upscale_array`` on the loaded network (tiles, precision, alpha as
+there). With ``budget`` (a share of the teacher's MACs in (0, 1]) each ``route_tile`` x ``route_tile`` LR tile gets
+the output a router chose (``sd_plugin.routing.plan.route_image``); the routed run does its own exact tiling, so
+``tile`` must then be 0.
+"""
+import torch
+from basicsr.utils import tensor2img
+
+from sd_plugin.errors import ConfigError
+from sd_plugin.inference import as_channels_last, load_sr_network, upscale_array
+from sd_plugin.routing.calibration import load_calibration, to_input
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, route_image
+from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
+from sd_plugin.routing.staged import staged
+
+
+class RoutedNetwork:
+    """What ``upscale_array`` needs of a network (``upscale``, ``deploy_exit``, ``parameters``, ``to``, a call on an
+    (1, 3, h, w) float tensor), running ``route_image`` instead of one output; each call's plan is appended to
+    ``plans``."""
+
+    deploy_exit = None
+
+    def __init__(self, net, stages, budget, router, route_tile, calibration, channels_last=True):
+        self.net, self.stages, self.upscale = net, stages, net.upscale
+        self.budget, self.router, self.route_tile, self.calibration = budget, router, route_tile, calibration
+        self.channels_last = channels_last
+        self.plans = []
+
+    def parameters(self):
+        return self.net.parameters()
+
+    def to(self, device):
+        self.net.to(device)
+        return self
+
+    def __call__(self, x, gt=None):
+        if self.channels_last:
+            x = as_channels_last(x)
+        sr, plan = route_image(self.stages, x, self.budget, self.router, self.route_tile, self.calibration, gt)
+        self.plans.append(plan)
+        return sr
+
+
+class Upscaler:
+    """A checkpoint loaded once, for many images.
+
+    Args:
+        model (str): checkpoint path (see ``sd_plugin.inference.load_sr_network``).
+        exit (int | None): a fixed output (None: the teacher); not with ``budget``.
+        param_key (str | None): weights to use (default: params_ema if present, else params).
+        tile, tile_pad, precision, alpha, channels_last, threads: as ``upscale_array``.
+        budget (float | None): route tiles under this share of the teacher's MACs; None: one output everywhere.
+        router (str): 'edge' or 'learned' (need ``CKPT.routing.json``, ``sd-calibrate``), or 'random' / 'oracle'
+            (evaluation).
+        route_tile (int): routing tile side in LR pixels.
+    Attributes:
+        net, info: as ``load_sr_network`` returns them; ``plans``: the ``RoutePlan`` of each routed call.
+    """
+
+    def __init__(self, model, exit=None, param_key=None, tile=0, tile_pad=None, precision='fp32', alpha='bicubic',
+                 channels_last=None, threads=None, budget=None, router='edge', route_tile=DEFAULT_ROUTE_TILE):
+        if budget is not None and exit is not None:
+            raise ConfigError('--exit and --budget: choose one (a fixed output, or a routed mix under a budget)')
+        self.net, self.info = load_sr_network(model, exit, param_key)
+        self.options = dict(tile=tile, tile_pad=tile_pad, precision=precision, alpha=alpha,
+                            channels_last=channels_last, threads=threads)
+        self.routed = None
+        if budget is not None:
+            check_budget(budget)
+            if router not in ROUTERS:
+                raise ConfigError(f'--router {router!r}: must be one of {", ".join(ROUTERS)}')
+            if tile:
+                raise ConfigError(f'--tile {tile} and --budget: the routed run tiles by --route-tile (give --tile 0)')
+            stages = staged(self.net)
+            calibration = load_calibration(model, stages.depths) if router in USER_ROUTERS else None
+            self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
+                                        channels_last is not False)
+
+    @property
+    def plans(self):
+        return self.routed.plans if self.routed else []
+
+    @property
+    def scale(self):
+        return self.info['scale']
+
+    def to(self, device):
+        self.net.to(device)
+        return self
+
+    def upscale(self, img, progress=None):
+        """``img`` as ``sd_plugin.imageio.read_image`` returns it -> the same kind of image, ``scale`` times larger."""
+        return upscale_array(self.routed or self.net, img, progress=progress, **self.options)
+
+    @torch.inference_mode()
+    def sr_rgb(self, lr, gt=None):
+        """uint8 (H*s, W*s, 3) RGB output of a uint8 (H, W, 3) RGB or (H, W) grey LR image (grey replicated), rounded
+        as sd-eval rounds it (``tensor2img``); ``gt`` (uint8 HR): for the ``oracle`` router only."""
+        x = to_input(lr)
+        sr = self.routed(x, gt) if self.routed else self.net(as_channels_last(x))
+        return tensor2img(sr, rgb2bgr=False, min_max=(0, 1))
+
+
+def describe_plan(plan):
+    """One line: the MAC share a routed image spent and how many tiles each output got."""
+    mix = ', '.join(f'{n} x {d}' for d, n in plan.counts.items() if n)
+    return f'{plan.spent:.3f} of the teacher\'s MACs (budget {plan.budget:g}, router {plan.router}; tiles: {mix})'
+
+

@@ -1,0 +1,215 @@
+"""Routing under a MAC budget (issue 17): exact per-tile outputs on the shared trunk, the greedy allocation, the
+calibration file and the commands. Tiny random networks (8 features, 6 blocks, exits 2 and 4), 20-40 px images."""
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
+from sd_plugin.errors import ConfigError
+from sd_plugin.inference import tile_grid
+from sd_plugin.routing.allocate import allocate
+from sd_plugin.routing.calibration import calibrate, image_samples, load_calibration, routing_path, save_calibration
+from sd_plugin.routing.execute import run_routed
+from sd_plugin.routing.plan import route_image
+from sd_plugin.routing.scores import tile_areas
+from sd_plugin.routing.staged import staged
+
+S = 4
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def lively(net):
+    """PyTorch's default initialisation instead of BasicSR's x0.1, so the outputs of different depths differ."""
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    return net.eval().requires_grad_(False)
+
+
+@pytest.fixture
+def net():
+    torch.manual_seed(0)
+    return lively(SRResNetMultiExit(num_feat=8, num_block=6, upscale=S, exits=[2, 4]))
+
+
+@pytest.fixture
+def x():
+    return torch.rand(1, 3, 21, 30, generator=torch.Generator().manual_seed(1))
+
+
+def whole(net, x):
+    with torch.inference_mode():
+        return net.forward_exits(x)
+
+
+def tile_errors(sr, outputs, grid, route):
+    """Per tile, the largest difference between ``sr`` and the tile's own output on the whole image."""
+    return [(sr[..., y0 * S:y1 * S, x0 * S:x1 * S] - outputs[d][..., y0 * S:y1 * S, x0 * S:x1 * S]).abs().max().item()
+            for (y0, y1, x0, x1), d in zip(grid, route)]
+
+
+def test_budget_one_is_the_teacher(net, x):
+    sr, plan = route_image(staged(net), x, 1.0, 'random', tile=8)
+    assert set(plan.route) == {6} and plan.spent == 1.0
+    assert (sr - whole(net, x)[6]).abs().max() <= 1e-5
+
+
+def test_budget_under_the_cheapest_exit_is_that_exit(net, x):
+    stages = staged(net)
+    cheapest = stages.macs_per_pixel(2) / stages.macs_per_pixel(6)
+    sr, plan = route_image(stages, x, cheapest * 0.9, 'random', tile=8)
+    assert set(plan.route) == {2} and plan.note and 'cheapest' in plan.note
+    assert plan.spent == pytest.approx(cheapest)
+    assert (sr - whole(net, x)[2]).abs().max() <= 1e-5
+
+
+def test_any_mix_of_outputs_is_exact_per_tile(net, x):
+    """Random routes, tiles cut at the border (21 x 30 by 8): every tile equals its output on the whole image."""
+    stages, outputs, grid = staged(net), whole(net, x), tile_grid(21, 30, 8)
+    rng = random.Random(0)
+    for _ in range(3):
+        route = [rng.choice(stages.depths) for _ in grid]
+        with torch.inference_mode():
+            sr = run_routed(stages, x, grid, route)
+        assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
+    worst = max(tile_errors(sr, outputs, grid, [2] * len(grid)))
+    assert worst > 1e-3  # the check can fail: a mix is not the cheapest output everywhere
+
+
+def test_intermediate_budget_gives_an_exact_mix(net, x):
+    sr, plan = route_image(staged(net), x, 0.95, 'random', tile=8, seed=3)
+    assert len(set(plan.route)) >= 2
+    assert max(tile_errors(sr, whole(net, x), plan.grid, plan.route)) <= 1e-5
+    assert plan.spent <= 0.95
+
+
+@pytest.mark.parametrize('budget', [0.5, 0.62, 0.7, 0.81, 0.9, 0.99])
+def test_spent_share_never_exceeds_the_budget_by_more_than_one_tile(budget):
+    grid = tile_grid(45, 70, 16)  # partial tiles at the right and bottom
+    areas = tile_areas(grid)
+    costs = [1.0, 1.3, 2.0]
+    steps = np.random.default_rng(0).random((len(grid), 3)) * [0, 1, 1]
+    gains = np.cumsum(steps, 1) * areas[:, None]  # every deeper output gains: the budget is worth spending
+    levels, spent, note = allocate(gains, areas, costs, budget)
+    actual = sum(a * costs[i] for a, i in zip(areas, levels)) / (areas.sum() * costs[-1])
+    assert spent == pytest.approx(actual)
+    one_tile = areas.max() * (costs[-1] - costs[0]) / (areas.sum() * costs[-1])
+    assert actual <= budget + one_tile
+    assert budget - actual <= one_tile  # and it uses the budget, to within a tile
+
+
+def test_allocation_picks_by_gain_per_mac():
+    """Costs 1, 2, 5 MACs per pixel; room for one small upgrade only. Tile 0 gains most in total (teacher: 6) but
+    tile 1's first exit step gains more per MAC (3 per extra MAC against 6 / 4)."""
+    areas, costs = np.ones(3), [1.0, 2.0, 5.0]
+    gains = np.array([[0, 0, 6], [0, 3, 3.5], [0, 1, 1]])
+    levels, spent, _ = allocate(gains, areas, costs, budget=4 / 15)
+    assert levels.tolist() == [0, 1, 0] and spent == pytest.approx(4 / 15)
+    levels, _, _ = allocate(gains, areas, costs, budget=8 / 15)  # room for 5 extra MACs: tile 1 first, then tile 0
+    assert levels.tolist() == [2, 1, 0]
+    levels, _, _ = allocate(-gains, areas, costs, budget=0.9)  # predicted losses are never bought
+    assert levels.tolist() == [0, 0, 0]
+
+
+def test_shared_trunk_runs_the_first_blocks_once(net):
+    """The blocks up to the first exit run once for the whole image (every tile); deeper blocks run only on crops
+    around the one tile routed deeper (its context shrinking with depth)."""
+    x = torch.rand(1, 3, 40, 56)
+    stages = staged(net)  # before the hooks: its MAC count runs a (meta) copy of the network
+    calls = {i: [] for i in range(6)}
+    hooks = [net.body[i].register_forward_hook(lambda m, a, o, i=i: calls[i].append(a[0].shape)) for i in range(6)]
+    grid = tile_grid(40, 56, 8)
+    route = [6 if i == 15 else 2 for i in range(len(grid))]
+    with torch.inference_mode():
+        run_routed(stages, x, grid, route)
+    for h in hooks:
+        h.remove()
+    assert calls[0] == calls[1] == [torch.Size([1, 8, 40, 56])]
+    areas = [sum(s[0] * s[2] * s[3] for s in calls[i]) for i in range(2, 6)]
+    assert 40 * 56 > areas[0] >= areas[1] >= areas[2] >= areas[3] > 0 and areas[3] < 40 * 56 / 3
+
+
+@pytest.fixture
+def ckpt(tmp_path, net):
+    path = tmp_path / 'multi.pth'
+    torch.save({'params': net.state_dict()}, path)
+    return str(path)
+
+
+@pytest.fixture
+def hr_folder(tmp_path):
+    """Five 40 x 48 HR images (BGR PNG): smooth waves with a sharp square, so tiles differ in edges."""
+    import cv2
+    from helpers import smooth_image
+    folder = tmp_path / 'hr'
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        img = smooth_image(rng, 40, 48)
+        img[8 + i:20 + i, 10:22] = 255 * (i % 2)
+        cv2.imwrite(str(folder / f'{i}.png'), img)
+    return str(folder)
+
+
+def test_calibration_is_written_beside_the_checkpoint_and_checked(ckpt, hr_folder, capsys):
+    from sd_plugin.tools.calibrate import main
+    before = open(ckpt, 'rb').read()
+    main([ckpt, '--data', hr_folder, '--route-tile', '4', '--steps', '50', '--bins', '3', '--quiet'])
+    assert open(ckpt, 'rb').read() == before  # the checkpoint is only read
+    record = json.load(open(routing_path(ckpt)))
+    assert record['depths'] == [2, 4, 6] and record['images'] == 5 and record['tiles'] == 5 * 9  # 3 x 3 tiles
+    assert len(record['edge']['gain'][0]) == 3 and 0 < record['learned']['params'] < 1000
+    assert {'edge_r2', 'learned_r2'} <= set(record)
+    assert load_calibration(ckpt, [2, 4, 6])['tile'] == 4
+    with pytest.raises(SystemExit) as err:  # an existing calibration is replaced only with --overwrite
+        main([ckpt, '--data', hr_folder])
+    assert err.value.code == 2 and '--overwrite' in capsys.readouterr().err
+    with pytest.raises(ConfigError, match='outputs'):
+        load_calibration(ckpt, [2, 6])
+    torch.save({'params': {k: v + 1 for k, v in torch.load(ckpt)['params'].items()}}, ckpt)
+    with pytest.raises(ConfigError, match='another version'):
+        load_calibration(ckpt, [2, 4, 6])
+
+
+def test_learned_and_edge_routers_run_from_the_calibration(net, ckpt, hr_folder, x):
+    from sd_plugin.routing.calibration import collect_samples, image_files
+    stages = staged(net)
+    record = calibrate(collect_samples(stages, image_files([hr_folder]), 4), bins=3, hidden=2, steps=20)
+    save_calibration(ckpt, {**record, 'depths': stages.depths})
+    calibration = load_calibration(ckpt, stages.depths)
+    outputs = whole(net, x)
+    for router in ('edge', 'learned', 'oracle'):
+        gt = (outputs[6][0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()  # the teacher as "GT"
+        sr, plan = route_image(stages, x, 0.95, router, tile=8, calibration=calibration, gt=gt)
+        assert plan.spent <= 0.95 and max(tile_errors(sr, outputs, plan.grid, plan.route)) <= 1e-5
+    with pytest.raises(ConfigError, match='calibration'):
+        route_image(stages, x, 0.8, 'edge', tile=8)
+    with pytest.raises(ConfigError, match='ground truth'):
+        route_image(stages, x, 0.8, 'oracle', tile=8)
+
+
+def test_image_samples_gain_is_the_true_gain(net):
+    """The oracle gain of an output is the cheapest output's squared error minus its own: zero for the cheapest,
+    and, with the teacher's own output as ground truth, the cheapest output's whole error for the teacher."""
+    lr = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    stages = staged(net)
+    from sd_plugin.routing.calibration import all_outputs, to_input
+    from sd_plugin.routing.scores import sr_luma
+    from sd_plugin.routing.scores import tile_errors as errors
+    outs = all_outputs(stages, to_input(lr))
+    gt = (outs[-1][0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()
+    grid = tile_grid(12, 16, 4)
+    samples = image_samples(stages, lr, gt, grid)
+    assert np.all(samples['gain'][:, 0] == 0)
+    per_pixel = errors(outs, sr_luma(outs[-1]), grid, S)[:, 0] / tile_areas(grid)
+    assert np.allclose(samples['gain'][:, -1], per_pixel, rtol=1e-4, atol=1e-3) and per_pixel.max() > 1
