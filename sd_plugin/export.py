@@ -64,11 +64,21 @@ def wrapped_student_keys(state_dict, depth, options):
     return keys
 
 
-def student_arch(state_dict, depth):
-    """The stock network_g that loads ``student_state_dict(state_dict, depth)``."""
-    from sd_plugin.archs.adapters import get_adapter
-    from sd_plugin.archs.multi_exit_arch import options_from_state_dict
+def wrapper_options(state_dict, network_opt=None):
+    """``{'arch': stock network_g, 'exits': [...]}`` of a MultiExitSR state dict: the options saved in it, else those
+    of ``network_opt`` when it is a MultiExitSR network_g (a wrapper without exits saves the stock state dict
+    alone); None for an SRResNetMultiExit / MSRResNet one."""
+    from sd_plugin.archs.multi_exit_arch import options_from_state_dict, resolve_arch
     options = options_from_state_dict(state_dict)
+    if options is None and (network_opt or {}).get('type') == 'MultiExitSR':
+        options = {'arch': resolve_arch(network_opt.get('arch'))[1], 'exits': list(network_opt.get('exits') or [])}
+    return options
+
+
+def student_arch(state_dict, depth, network_opt=None):
+    """The stock network_g that loads ``student_state_dict(state_dict, depth, network_opt)``."""
+    from sd_plugin.archs.adapters import get_adapter
+    options = wrapper_options(state_dict, network_opt)
     if options is not None:
         return get_adapter(options['arch']['type']).stock_options(options['arch'], depth)
     arch = infer_arch(student_state_dict(state_dict, depth))
@@ -76,13 +86,12 @@ def student_arch(state_dict, depth):
                                                            'upscale')})
 
 
-def student_keys(state_dict, depth):
+def student_keys(state_dict, depth, network_opt=None):
     """{stock parameter name: its name in ``state_dict``} of output ``depth``. A MultiExitSR state dict: see
     ``wrapped_student_keys``. An SRResNetMultiExit one: MSRResNet(num_block=depth)'s names: the shared first conv,
     the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its depth) under MSRResNet's
-    head names."""
-    from sd_plugin.archs.multi_exit_arch import options_from_state_dict
-    options = options_from_state_dict(state_dict)
+    head names. ``network_opt``: see ``wrapper_options``."""
+    options = wrapper_options(state_dict, network_opt)
     if options is not None:
         return wrapped_student_keys(state_dict, depth, options)
     arch = infer_arch(state_dict)
@@ -104,19 +113,20 @@ def student_keys(state_dict, depth):
     return keys
 
 
-def student_state_dict(state_dict, depth):
+def student_state_dict(state_dict, depth, network_opt=None):
     """The stock state dict of exit ``depth`` (or of the teacher, at its own depth): ``MSRResNet(num_block=depth)``
     for an SRResNetMultiExit, the wrapped arch at ``depth`` for a MultiExitSR."""
-    return OrderedDict((name, state_dict[key]) for name, key in student_keys(state_dict, depth).items())
+    return OrderedDict((name, state_dict[key]) for name, key in student_keys(state_dict, depth, network_opt).items())
 
 
-def export(ckpt_path, depth, out_path, param_key=None):
+def export(ckpt_path, depth, out_path, param_key=None, network_opt=None):
     """Write exit ``depth`` of ``ckpt_path`` to ``out_path`` as a stock BasicSR checkpoint.
 
     The file holds ``params`` (and ``params_ema`` when the source has it; with ``param_key`` only that one, saved
     as ``params``) plus ``sd_plugin``: where it came from (source path, exit, param keys, the stock network_g).
     Checks that each state dict loads strictly into the stock arch built from that network_g before writing.
-    Returns that network_g (dict).
+    ``network_opt``: the network_g the checkpoint was trained with, needed only for a MultiExitSR without exits
+    (its checkpoint is the stock arch's alone). Returns that network_g (dict).
     """
     from sd_plugin.archs.multi_exit_arch import build_stock
     ckpt = load_checkpoint(ckpt_path)
@@ -124,8 +134,9 @@ def export(ckpt_path, depth, out_path, param_key=None):
         sources = {'params': param_key}
     else:
         sources = {key: key for key in PARAM_KEYS if key in ckpt} or {'params': 'params'}
-    result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth) for dst, src in sources.items()}
-    arch = student_arch(params(ckpt, sources['params'], ckpt_path), depth)
+    result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth, network_opt)
+              for dst, src in sources.items()}
+    arch = student_arch(params(ckpt, sources['params'], ckpt_path), depth, network_opt)
     stock = build_stock(arch)
     for state in result.values():
         stock.load_state_dict(state, strict=True)

@@ -40,6 +40,34 @@ def build_stock(arch_opt):
     return cls(**{k: v for k, v in arch_opt.items() if k != 'type'})
 
 
+def resolve_arch(arch):
+    """(adapter, ``arch`` with the defaults its adapter's depth arguments need) for a ``network_g.arch`` dict."""
+    if not isinstance(arch, dict) or 'type' not in arch:
+        raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
+    adapter = get_adapter(arch['type'])
+    return adapter, adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
+
+
+def output_depths(network_opt):
+    """The output depths (exits, then the teacher) of a network_g dict, without building it: a MultiExitSR one, or
+    an SRResNetMultiExit / MSRResNet one (``num_block``)."""
+    exits = sorted(network_opt.get('exits') or [])
+    if network_opt.get('type') == 'MultiExitSR':
+        adapter, arch = resolve_arch(network_opt.get('arch'))
+        return [*exits, adapter.depth(arch)]
+    return [*exits, network_opt.get('num_block', 16)]
+
+
+def student_network_opt(network_opt, depth):
+    """The stock network_g of output ``depth`` of a network_g dict: the wrapped arch at ``depth`` for a MultiExitSR,
+    ``MSRResNet(num_block=depth)`` for an SRResNetMultiExit / MSRResNet."""
+    if network_opt.get('type') == 'MultiExitSR':
+        adapter, arch = resolve_arch(network_opt.get('arch'))
+        return adapter.stock_options(arch, depth)
+    keys = {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'upscale': 4}
+    return {'type': 'MSRResNet', **{k: network_opt.get(k, v) for k, v in keys.items()}, 'num_block': depth}
+
+
 def encode_options(options):
     """JSON of ``options`` as a uint8 tensor (a state dict value BasicSR's save_network can ``.cpu()``), or None when
     they are not JSON data."""
@@ -98,10 +126,7 @@ class MultiExitSR(nn.Module):
 
     def __init__(self, arch, exits=(), deploy_exit=None):
         super().__init__()
-        if not isinstance(arch, dict) or 'type' not in arch:
-            raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
-        adapter = get_adapter(arch['type'])
-        arch_opt = adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
+        adapter, arch_opt = resolve_arch(arch)
         adapter.check_options(arch_opt)
         stock = build_stock(arch_opt)
         depth = len(adapter.blocks(stock))

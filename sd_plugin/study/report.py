@@ -55,7 +55,8 @@ def output_names(spec, arm):
     '_exit<k>' for exit k; an arm without the student's depth has no 'student', one whose last output is the
     student has no 'teacher'."""
     network = merge(spec['base'], spec['arms'][arm])['network_g']
-    k, depth = spec['student_depth'], network['num_block']
+    from sd_plugin.archs.multi_exit_arch import output_depths
+    k, depth = spec['student_depth'], output_depths(network)[-1]
     names = {}
     if has_student(spec, arm):
         names['student'] = '' if depth == k else f'_exit{k}'

@@ -58,7 +58,7 @@ def export_student(spec, arm, seed, out):
     name = run_name(arm, seed)
     ckpt = osp.join(run_dir(out, arm, seed), 'experiments', name, 'models', 'net_g_latest.pth')
     target = osp.join(out, 'students', f'{name}.pth')
-    export(ckpt, spec['student_depth'], target)
+    export(ckpt, spec['student_depth'], target, network_opt=run_options(spec, arm, seed, None)['network_g'])
     saved = load_checkpoint(target)
     saved['params'] = {k: v.half() for k, v in saved['params'].items()}
     saved.pop('params_ema', None)

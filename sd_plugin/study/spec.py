@@ -12,7 +12,6 @@ from os import path as osp
 
 import torch
 import yaml
-from basicsr.archs.srresnet_arch import MSRResNet
 
 from sd_plugin.errors import ConfigError
 
@@ -89,8 +88,8 @@ def load_spec(path, **overrides):
 
 def has_student(spec, arm):
     """True when the arm's network has an output at ``student_depth`` (SRResNet-16 alone has not)."""
-    network = merge(spec['base'], spec['arms'][arm])['network_g']
-    return spec['student_depth'] in [*network.get('exits', []), network['num_block']]
+    from sd_plugin.archs.multi_exit_arch import output_depths
+    return spec['student_depth'] in output_depths(merge(spec['base'], spec['arms'][arm])['network_g'])
 
 
 def run_name(arm, seed):
@@ -120,30 +119,35 @@ def run_options(spec, arm, seed, init_path):
 
 
 def paired_init(network_opt, student_depth, seed):
-    """Initial weights of an arm's network for ``seed`` in which the student's parameters (``conv_first``, blocks
-    1..k and the head at depth k) are those of a stock ``MSRResNet(num_block=k)`` initialised with
-    ``torch.manual_seed(seed)``; the other parameters are the arm's own initialisation with the same seed. A
-    network without an output at depth k (a deeper model trained alone) shares ``conv_first`` and blocks 1..k.
+    """Initial weights of an arm's network for ``seed`` in which the student's parameters (the stem, units 1..k and
+    the head at depth k) are those of the stock student (``MSRResNet(num_block=k)``, or a MultiExitSR's arch at
+    depth k: ``student_network_opt``) initialised with ``torch.manual_seed(seed)``; the other parameters are the
+    arm's own initialisation with the same seed. A network without an output at depth k (a deeper model trained
+    alone) shares the stem and units 1..k.
 
     Returns:
         dict: ``{'params': state dict}``, the layout ``path.pretrain_network_g`` loads.
     """
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.archs.multi_exit_arch import build_stock, student_network_opt
     from sd_plugin.export import student_keys
     from sd_plugin.preflight import build_network
     network_opt = dict(network_opt)
+    student_opt = student_network_opt(network_opt, student_depth)
     torch.manual_seed(seed)
-    student = MSRResNet(num_in_ch=network_opt.get('num_in_ch', 3), num_out_ch=network_opt.get('num_out_ch', 3),
-                        num_feat=network_opt.get('num_feat', 64), num_block=student_depth,
-                        upscale=network_opt.get('upscale', 4))
+    student = build_stock(student_opt).state_dict()
     torch.manual_seed(seed)
     net = build_network(network_opt)
     state = net.state_dict()
-    if student_depth in net.depths:
+    if student_depth == net.depths[-1]:
+        shared = {k: k for k in student}  # the student itself, trained alone
+    elif student_depth in net.depths:
         shared = student_keys(state, student_depth)
     else:
-        shared = {k: k for k in student.state_dict() if k.startswith('conv_first.') or k.startswith('body.')}
+        tail = get_adapter(student_opt['type']).tail_names
+        shared = {k: k for k in student if k.split('.', 1)[0] not in tail}
     for name, key in shared.items():
-        state[key] = student.state_dict()[name].clone()
+        state[key] = student[name].clone()
     return {'params': state}
 
 

@@ -76,6 +76,10 @@ class Adapter:
         """The stock network_g of the arch at ``depth`` units (``arch_opt`` with the depth argument set)."""
         return {**arch_opt, self.depth_key: depth}
 
+    def depth(self, arch_opt):
+        """The number of units of the arch ``arch_opt`` (resolved: ``resolve``) builds."""
+        return arch_opt[self.depth_key]
+
     def check_options(self, arch_opt):
         """Raise ConfigError when ``arch_opt`` (with defaults filled in) cannot be cut at every depth."""
 

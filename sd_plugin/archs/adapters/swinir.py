@@ -27,6 +27,9 @@ class SwinIRAdapter(Adapter):
                               f'lengths ({len(heads)} != {len(depths)}); each RSTB layer needs one of each, and '
                               'exit k is SwinIR(depths=depths[:k], num_heads=num_heads[:k])')
 
+    def depth(self, arch_opt):
+        return len(arch_opt['depths'])
+
     def stock_options(self, arch_opt, depth):
         return {**arch_opt, 'depths': list(arch_opt['depths'])[:depth],
                 'num_heads': list(arch_opt['num_heads'])[:depth]}
