@@ -47,6 +47,34 @@ def needed_boxes(grid, route, depth, stages, height, width):
     return boxes
 
 
+def merge_boxes(grid, boxes):
+    """Fewer, larger boxes covering ``boxes`` (one box or None per grid tile, each inside its tile): the boxes of
+    neighbouring tiles of a row joined into one (their bounding box), then runs of rows with the same column span
+    joined. Fewer crops mean fewer halos computed twice: with every tile deep, one box is the whole image."""
+    rows = {}
+    for cell, box in zip(grid, boxes):
+        rows.setdefault((cell[0], cell[1]), []).append((cell, box))
+    strips = []
+    for cells in rows.values():
+        run = []
+        for cell, box in cells + [(None, None)]:
+            if box is not None and (not run or run[-1][1] == cell[2]):
+                run.append((box, cell[3]))
+                continue
+            if run:
+                parts = [b for b, _ in run]
+                strips.append((min(b[0] for b in parts), max(b[1] for b in parts), parts[0][2], parts[-1][3]))
+            run = [(box, cell[3])] if box is not None else []
+    merged = []
+    for box in strips:
+        last = merged[-1] if merged else None
+        if last and last[1] == box[0] and (last[2], last[3]) == (box[2], box[3]):
+            merged[-1] = (last[0], box[1], box[2], box[3])
+        else:
+            merged.append(box)
+    return merged
+
+
 def batched(jobs, fn):
     """Run ``fn`` on the crops of ``jobs`` = [(crop box, keep box, payload)], grouping crops of one shape and one
     relative keep box into batches of at most ``MAX_BATCH``; calls ``fn(crops, [payload...], keep slices)``."""
@@ -87,7 +115,8 @@ def run_routed(stages, x, grid, route, trunk=None):
     spare = None
 
     def run_heads(depth):
-        jobs = [(widen(t, stages.head_halo, height, width), t, t) for t, d in zip(grid, route) if d == depth]
+        boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
+        jobs = [(widen(b, stages.head_halo, height, width), b, None) for b in boxes]
 
         def fn(items, rel):
             crops = [c for c, _, _ in items]
@@ -100,7 +129,7 @@ def run_routed(stages, x, grid, route, trunk=None):
     run_heads(first)
     for depth in range(first + 1, max(route) + 1):
         boxes = needed_boxes(grid, route, depth, stages, height, width)
-        jobs = [(widen(b, stages.block_halo, height, width), b, None) for b in boxes if b]
+        jobs = [(widen(b, stages.block_halo, height, width), b, None) for b in merge_boxes(grid, boxes)]
         if spare is None:
             spare = feat.clone()
         nxt = spare

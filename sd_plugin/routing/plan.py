@@ -35,9 +35,11 @@ def check_budget(budget):
 
 
 @torch.inference_mode()
-def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calibration=None, gt=None, seed=0):
+def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calibration=None, gt=None, seed=0,
+                gains=None):
     """Upscale ``x`` (1, 3, H, W in [0, 1]) with each ``tile`` x ``tile`` LR tile routed under ``budget`` (a share
-    of the teacher's MACs in (0, 1]) by ``router`` (``routers.predict_gains``).
+    of the teacher's MACs in (0, 1]) by ``router`` (``routers.predict_gains``; ``gains``: (tiles, outputs) gains
+    already known, e.g. the oracle's from outputs the caller computed anyway).
 
     Returns:
         tuple[Tensor, RoutePlan]: the (1, 3, H*s, W*s) output and the plan.
@@ -50,7 +52,7 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     costs = [stages.macs_per_pixel(d) for d in stages.depths]
     if budget >= 1:
         gains = np.zeros((len(grid), len(costs)))  # the teacher everywhere: nothing to predict
-    else:
+    elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
     levels, spent, note = allocate(gains, tile_areas(grid), costs, budget)
     route = [stages.depths[i] for i in levels]

@@ -1,0 +1,146 @@
+"""``sd-eval --budget``: PSNR / SSIM, MACs and CPU time of routed mixes of a multi-exit checkpoint's outputs, against
+its fixed outputs, on benchmark sets (the protocol of ``sd_plugin.evaluation.protocol``: rounded Y, border = scale).
+
+Per set, each image runs:
+* every fixed output on the whole image (one trunk pass for the measures; for the time, each output alone, as
+  ``sd-upscale --exit`` runs it: ``forward_exits`` on a channels_last input);
+* for each router and budget, ``sd_plugin.routing.plan.route_image`` (trunk, router, allocation, shared-trunk run),
+  timed whole, the router included; ``oracle`` gets the true gains from the fixed outputs (its time leaves out
+  computing them). The budget-1 run is the teacher everywhere, the same for every router.
+
+Records (``evaluate_budget``'s list, the JSON): fixed outputs ``{"kind": "exit", "dataset", "exit", "share", "psnr",
+"ssim", "ms", "psnr_images"}``; routed ``{"kind": "routed", "dataset", "router", "budget", "share" (MACs the tiles'
+outputs cost / the teacher's, mean over images), "executed_share" (MACs actually run, the context around deep tiles
+and the heads' halos included, counted by ``torch.utils.flop_counter``), "psnr", "ssim", "ms", "teacher_ms" (the
+teacher alone on the same images, timed next to it), "tiles" {depth: count}, "psnr_images"}``. ``ms`` is the mean
+wall time per image with the torch threads in ``threads``. ``summary`` adds, per set, router and budget, the share of
+the PSNR gap between the cheapest exit and the teacher that the mix recovers.
+"""
+import statistics
+import time
+
+import numpy as np
+import torch
+from basicsr.utils import tensor2img
+from tqdm import tqdm
+
+from sd_plugin.errors import ConfigError
+from sd_plugin.evaluation.protocol import load_pairs, measure
+from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
+from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
+from sd_plugin.routing.execute import executed_macs
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, route_image
+from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
+from sd_plugin.routing.scores import gt_luma, oracle_gains
+from sd_plugin.routing.staged import staged
+
+
+def timed(fn):
+    """(result, milliseconds) of ``fn()``."""
+    start = time.perf_counter()
+    result = fn()
+    return result, 1000 * (time.perf_counter() - start)
+
+
+def to_uint8(sr):
+    return tensor2img(sr, rgb2bgr=False, min_max=(0, 1))
+
+
+@torch.inference_mode()
+def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6, 0.7, 0.85, 1.0),
+                    routers=('edge', 'learned', 'random', 'oracle'), route_tile=DEFAULT_ROUTE_TILE, mode='y',
+                    param_key=None, seed=0, count_executed=True, progress=True, log=print):
+    """The records of the module docstring (fixed outputs first, then routed, per set)."""
+    for budget in budgets:
+        check_budget(budget)
+    for router in routers:
+        if router not in ROUTERS:
+            raise ConfigError(f'--router {router!r}: must be one of {", ".join(ROUTERS)}')
+    net, info = load_sr_network(ckpt, param_key=param_key)
+    stages = staged(net)
+    calibration = load_calibration(ckpt, stages.depths) if set(routers) & set(USER_ROUTERS) else None
+    scale, teacher = stages.scale, stages.depths[-1]
+    costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
+    pairs = {name: load_pairs(data, name, scale) for name in sets}  # every set checked before the slow work
+    log(f'sd-eval --budget: {ckpt} [{info["param_key"] or "state dict"}] outputs {stages.depths} (MAC shares '
+        f'{", ".join(f"{d}: {c:.3f}" for d, c in costs.items())}); route tile {route_tile} LR px; '
+        f'{torch.get_num_threads()} thread(s)')
+    records = []
+    for name, images in pairs.items():
+        fixed = {d: {'scores': [], 'ms': []} for d in stages.depths}
+        routed = {(r, b): {'scores': [], 'ms': [], 'teacher_ms': [], 'share': [], 'executed': [], 'tiles': {}}
+                  for r in routers for b in budgets}
+        bar = tqdm(total=len(images), desc=f'{name} routed', unit='image', disable=not progress)
+        for index, (_, gt, lr) in enumerate(images):
+            x = as_channels_last(to_input(lr))
+            outputs = all_outputs(stages, x)
+            for d, sr in zip(stages.depths, outputs):
+                fixed[d]['scores'].append(measure(to_uint8(sr), gt, scale, mode))
+                fixed[d]['ms'].append(timed(lambda d=d: net.forward_exits(x, [d]))[1])
+            oracle = None
+            for router in routers:
+                for budget in budgets:
+                    if router == 'oracle' and budget < 1 and oracle is None:
+                        grid = tile_grid(x.shape[2], x.shape[3], route_tile)
+                        oracle = oracle_gains(outputs, gt_luma(gt), grid, scale)
+                    (sr, plan), ms = timed(lambda r=router, b=budget: route_image(
+                        stages, x, b, r, route_tile, calibration, seed=seed + index,
+                        gains=oracle if r == 'oracle' and b < 1 else None))
+                    slot = routed[router, budget]
+                    slot['ms'].append(ms)
+                    slot['teacher_ms'].append(timed(lambda: net.forward_exits(x, [teacher]))[1])
+                    slot['scores'].append(measure(to_uint8(sr), gt, scale, mode))
+                    slot['share'].append(plan.spent)
+                    if count_executed:
+                        total = costs[teacher] * stages.macs_per_pixel(teacher) * x.shape[2] * x.shape[3]
+                        slot['executed'].append(executed_macs(stages, x, plan.grid, plan.route) / total)
+                    for d, n in plan.counts.items():
+                        slot['tiles'][d] = slot['tiles'].get(d, 0) + n
+            bar.update(1)
+        bar.close()
+        for d in stages.depths:
+            records.append(fixed_record(name, d, costs[d], fixed[d]))
+        for (router, budget), slot in routed.items():
+            records.append(routed_record(name, router, budget, slot))
+    return records
+
+
+def mean_scores(scores):
+    psnr, ssim = np.mean(scores, axis=0)
+    return round(float(psnr), 4), round(float(ssim), 4)
+
+
+def fixed_record(dataset, depth, share, slot):
+    psnr, ssim = mean_scores(slot['scores'])
+    return {'kind': 'exit', 'dataset': dataset, 'exit': depth, 'share': round(share, 4), 'psnr': psnr,
+            'ssim': ssim, 'ms': round(statistics.mean(slot['ms']), 2),
+            'psnr_images': [round(s[0], 4) for s in slot['scores']]}
+
+
+def routed_record(dataset, router, budget, slot):
+    psnr, ssim = mean_scores(slot['scores'])
+    return {'kind': 'routed', 'dataset': dataset, 'router': router, 'budget': budget,
+            'share': round(statistics.mean(slot['share']), 4),
+            'executed_share': round(statistics.mean(slot['executed']), 4) if slot['executed'] else None,
+            'psnr': psnr, 'ssim': ssim, 'ms': round(statistics.mean(slot['ms']), 2),
+            'teacher_ms': round(statistics.mean(slot['teacher_ms']), 2),
+            'tiles': {str(d): n for d, n in sorted(slot['tiles'].items())},
+            'psnr_images': [round(s[0], 4) for s in slot['scores']]}
+
+
+def summary(records):
+    """Per set, router and budget < 1: ``gap_recovered`` = (PSNR - cheapest exit's) / (teacher's - cheapest exit's),
+    ``vs_random`` = PSNR minus the random router's at the same budget (None without it), ``time_ratio`` = routed ms /
+    teacher ms (same images, timed side by side)."""
+    rows = []
+    for dataset in dict.fromkeys(r['dataset'] for r in records):
+        exits = sorted((r for r in records if r['dataset'] == dataset and r['kind'] == 'exit'), key=lambda r: r['exit'])
+        low, high = exits[0]['psnr'], exits[-1]['psnr']
+        routed = [r for r in records if r['dataset'] == dataset and r['kind'] == 'routed' and r['budget'] < 1]
+        for r in routed:
+            rand = next((q['psnr'] for q in routed if q['router'] == 'random' and q['budget'] == r['budget']), None)
+            rows.append({'dataset': dataset, 'router': r['router'], 'budget': r['budget'], 'share': r['share'],
+                         'gap_recovered': round((r['psnr'] - low) / (high - low), 3) if high != low else None,
+                         'vs_random': None if rand is None else round(r['psnr'] - rand, 4),
+                         'time_ratio': round(r['ms'] / r['teacher_ms'], 3)})
+    return rows

@@ -1,0 +1,65 @@
+"""Views of ``sd-eval --budget``'s records (``sd_plugin.evaluation.budget``): a markdown table and a PSNR-against-MACs
+plot (fixed outputs as points, each router as a curve over the budgets)."""
+from sd_plugin.errors import ConfigError
+from sd_plugin.evaluation.budget import summary
+from sd_plugin.files import atomic_write
+from sd_plugin.text import markdown_table
+
+
+def budget_markdown(records):
+    """Per set: the fixed outputs, then every router and budget (MAC share of the tiles' outputs, MACs actually
+    run, PSNR / SSIM, ms per image and its ratio to the teacher's, the share of the cheapest-to-teacher PSNR gap
+    recovered)."""
+    gaps = {(r['dataset'], r['router'], r['budget']): r for r in summary(records)}
+    lines = []
+    for dataset in dict.fromkeys(r['dataset'] for r in records):
+        rows = []
+        for r in records:
+            if r['dataset'] != dataset:
+                continue
+            if r['kind'] == 'exit':
+                rows.append([f'exit {r["exit"]}', '-', f'{r["share"]:.3f}', f'{r["share"]:.3f}',
+                             f'{r["psnr"]:.2f} / {r["ssim"]:.4f}', f'{r["ms"]:.0f}', '-', '-'])
+            else:
+                gap = gaps.get((dataset, r['router'], r['budget']))
+                executed = '-' if r['executed_share'] is None else f'{r["executed_share"]:.3f}'
+                rows.append([r['router'], f'{r["budget"]:g}', f'{r["share"]:.3f}', executed,
+                             f'{r["psnr"]:.2f} / {r["ssim"]:.4f}', f'{r["ms"]:.0f}',
+                             f'{r["ms"] / r["teacher_ms"]:.2f}',
+                             '-' if gap is None or gap['gap_recovered'] is None else f'{gap["gap_recovered"]:.0%}'])
+        lines += [f'**{dataset}**', '', *markdown_table(
+            ['output / router', 'budget', 'MAC share', 'MACs run', 'PSNR / SSIM', 'ms / image', 'x teacher ms',
+             'gap recovered'], rows), '']
+    return '\n'.join(lines)
+
+
+def budget_plot(records, path):
+    """PNG of PSNR against the MAC share, one panel per set."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        from matplotlib import pyplot as plt
+    except ImportError:
+        raise ConfigError('--plot needs matplotlib: pip install matplotlib') from None
+    datasets = list(dict.fromkeys(r['dataset'] for r in records))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        mine = [r for r in records if r['dataset'] == dataset]
+        exits = sorted((r for r in mine if r['kind'] == 'exit'), key=lambda r: r['exit'])
+        ax.plot([r['share'] for r in exits], [r['psnr'] for r in exits], 'ks', label='fixed outputs')
+        for r in exits:
+            ax.annotate(f'{r["exit"]} blocks', (r['share'], r['psnr']), textcoords='offset points', xytext=(4, -10),
+                        fontsize=8)
+        for router in dict.fromkeys(r['router'] for r in mine if r['kind'] == 'routed'):
+            curve = sorted((r for r in mine if r.get('router') == router), key=lambda r: r['budget'])
+            ax.plot([r['share'] for r in curve], [r['psnr'] for r in curve], 'o-', ms=4, label=router)
+        ax.set_xlabel("share of the teacher's MACs")
+        ax.set_ylabel('PSNR (dB, Y)')
+        ax.set_title(dataset)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, dpi=110, format='png'))
+    finally:
+        plt.close(fig)
