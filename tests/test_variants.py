@@ -125,3 +125,61 @@ def test_feature_distillation_trains_the_exit_head_and_trunk_and_never_the_teach
     for name, value in g.items():
         if name.startswith(('upconv', 'conv_hr', 'conv_last', 'body.2.', 'body.3.', 'exit_heads.2.conv_last')):
             assert value.abs().sum() == 0, name
+
+
+def test_teacher_gate_end_to_end_through_optimize_parameters(tiny_data):
+    """Through SelfDistillSRModel.optimize_parameters: where the gate is off (the teacher is worse than the exit
+    everywhere: GT is the exit's own output) the distillation term adds no gradient to any parameter; where it is on
+    everywhere (GT is the teacher's output) the term adds exactly the ungated gradient."""
+    data = batch()
+    with torch.no_grad():
+        outputs = make_model(tiny_data).net_g(data['lq'], all_exits=True)  # the same initial weights as below
+    exit_exact = {'lq': data['lq'], 'gt': outputs[2].clone()}
+    teacher_exact = {'lq': data['lq'], 'gt': outputs[4].clone()}
+    gated = make_model(tiny_data, distill_gate=True)
+    ungated = make_model(tiny_data)
+    no_distill = make_model(tiny_data, distill_opt={'type': 'L1DistillLoss', 'loss_weight': 0})
+
+    g_off, logs_off = grads(gated, exit_exact)
+    g_none, _ = grads(no_distill, exit_exact)
+    g_ungated, _ = grads(ungated, exit_exact)
+    assert logs_off['l_distill_exit2'] == 0
+    for name in g_off:
+        assert torch.allclose(g_off[name], g_none[name], atol=1e-7), name
+    assert any(not torch.allclose(g_ungated[n], g_none[n], atol=1e-7) for n in g_none)  # the test can fail
+
+    g_on, logs_on = grads(gated, teacher_exact)
+    g_ungated, _ = grads(ungated, teacher_exact)
+    g_none, _ = grads(no_distill, teacher_exact)
+    assert logs_on['l_distill_exit2'] > 0
+    for name in g_on:
+        assert torch.allclose(g_on[name], g_ungated[name], atol=1e-7), name
+    assert any(not torch.allclose(g_on[n], g_none[n], atol=1e-7) for n in g_none)
+
+
+@pytest.mark.parametrize('gate', [True, False])
+def test_teacher_gate_blocks_the_exit_outputs_gradient_pixel_by_pixel_in_the_training_step(tiny_data, gate):
+    """With only the distillation term on the exit (student_pixel_weight 0), the gradient that optimize_parameters
+    sends into the exit's output is zero exactly where the teacher is worse (the gate's mask is 0), and only with
+    distill_gate on."""
+    model = make_model(tiny_data, distill_gate=gate, student_pixel_weight=0)
+    captured = {}
+    forward = model.net_g.forward
+
+    def keep_outputs(*args, **kwargs):
+        result = forward(*args, **kwargs)
+        for depth, out in (result[0] if isinstance(result, tuple) else result).items():
+            out.retain_grad()
+            captured[depth] = out
+        return result
+
+    model.net_g.forward = keep_outputs
+    data = batch()
+    grads(model, data)
+    student, teacher = captured[2], captured[4]
+    mask = teacher_better_mask(student.detach(), teacher.detach(), data['gt'])
+    assert 0 < mask.mean() < 1
+    off = (mask == 0).expand_as(student)
+    differ = student != teacher  # (a few values of the fresh network's two heads are equal: L1's gradient is 0 there)
+    assert torch.all(student.grad[~off & differ] != 0)
+    assert torch.all(student.grad[off] == 0) == gate
