@@ -39,7 +39,7 @@ def _positive_int(spec, key):
 
 def load_spec(path, **overrides):
     """Read and check a study file; ``overrides`` (``seeds``, ``iters``, ``val_freq``, ``arms``: a list of arm
-    names to keep) replace its values when not None."""
+    names to keep) replace its values when not None (``seeds`` also replaces the seeds an arm lists itself)."""
     if not osp.isfile(path):
         raise ConfigError(f'{path}: no such study file')
     try:
@@ -74,6 +74,8 @@ def load_spec(path, **overrides):
         arm = spec['arms'][name] = dict(arm or {})
         arm.setdefault('label', name)
         arm.setdefault('seeds', spec['seeds'])
+        if overrides.get('seeds') is not None:  # --seeds replaces an arm's own seeds too
+            arm['seeds'] = list(overrides['seeds'])
     for i, stage in enumerate(spec.get('schedule') or []):
         if not isinstance(stage, dict) or not isinstance(stage.get('arms'), list) or not isinstance(stage.get('seeds'),
                                                                                                    list):
