@@ -81,8 +81,8 @@ def train_gmacs_per_iter(spec, arm):
 
 
 def collect(spec, out):
-    """{arm: {seed: {'sets': {set: {output: {metric: {iter: value}}}}, 'seconds': float}}} for the finished
-    runs."""
+    """{arm: {seed: {'sets': {set: {output: {metric: {iter: value}}}}, 'seconds': float, 'threads': int}}} for the
+    finished runs (seconds: wall time of every segment of a resumed run; threads: its torch threads)."""
     runs = {}
     for arm, seed in jobs(spec):
         record = finished(out, arm, seed, spec['iters'])
@@ -99,7 +99,7 @@ def collect(spec, out):
                     if parts[2] == metric + suffix:
                         curve = {i: v for i, v in points.items() if i <= spec['iters']}
                         sets.setdefault(parts[1], {}).setdefault(output, {})[metric] = curve
-        runs.setdefault(arm, {})[seed] = {'sets': sets, 'seconds': record['seconds']}
+        runs.setdefault(arm, {})[seed] = {'sets': sets, 'seconds': record['seconds'], 'threads': record.get('threads')}
     return runs
 
 
@@ -118,7 +118,8 @@ def summarise(spec, runs):
         entry = {'label': arm_spec['label'], 'seeds_done': sorted(mine),
                  'overrides': {k: v for k, v in arm_spec.items() if k not in ('label', 'seeds')},
                  'train_gmacs_per_iter': round(train_gmacs_per_iter(spec, arm), 4),
-                 'seconds': {str(s): round(r['seconds'], 1) for s, r in mine.items()}, 'sets': {}}
+                 'seconds': {str(s): round(r['seconds'], 1) for s, r in mine.items()},
+                 'threads': {str(s): r['threads'] for s, r in mine.items()}, 'sets': {}}
         set_names = sorted({name for r in mine.values() for name in r['sets']})
         for set_name in set_names:
             result = entry['sets'][set_name] = {}

@@ -4,7 +4,8 @@ command continues a stopped study: finished runs are skipped, interrupted ones r
 Layout under ``out``::
 
     runs/<arm>_seed<s>/  opt.yml, init.pth (paired initial weights), train.log, experiments/, tb_logger/,
-                         done.json (written last: iterations, wall seconds)
+                         seconds.json (the run's running wall time over all its segments: study/elapsed.py),
+                         done.json (written last: iterations, wall seconds of every segment, threads)
     students/<arm>_seed<s>.pth   the final student as a stock MSRResNet checkpoint, fp16
 """
 import fcntl
@@ -12,16 +13,15 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from os import path as osp
-
-import torch
 
 from sd_plugin.checkpoint import atomic_save, load_checkpoint
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
+from sd_plugin.study.elapsed import wait_counting
 from sd_plugin.study.spec import has_student, paired_init, run_name, run_options, write_yaml
+from sd_plugin.threads import RunShares
 
 
 def jobs(spec):
@@ -75,8 +75,9 @@ def write_init(spec, arm, seed, out):
     return init
 
 
-def train_one(spec, arm, seed, out, threads, log=print):
-    """Train (or resume) one run; returns its done record, or None when another process holds it."""
+def train_one(spec, arm, seed, out, shares, log=print):
+    """Train (or resume) one run with its share of the cores (``shares``: a ``sd_plugin.threads.RunShares``);
+    returns its done record, or None when another process holds it."""
     folder = run_dir(out, arm, seed)
     os.makedirs(folder, exist_ok=True)
     lock = open(osp.join(folder, '.lock'), 'w')
@@ -89,21 +90,21 @@ def train_one(spec, arm, seed, out, threads, log=print):
     try:
         opt = run_options(spec, arm, seed, write_init(spec, arm, seed, out))
         write_yaml(opt, osp.join(folder, 'opt.yml'))
-        env = {**os.environ, 'OMP_NUM_THREADS': str(threads)}
-        log(f'{run_name(arm, seed)}: training to {spec["iters"]} iterations ({threads} thread(s); '
-            f'log: {osp.join(folder, "train.log")})')
-        start = time.time()
-        with open(osp.join(folder, 'train.log'), 'a') as out_log:
-            code = subprocess.call([sys.executable, '-c', 'from sd_plugin.train import main; main()',
-                                    '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
-                                   stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
+        with shares.run() as (threads, env), open(osp.join(folder, 'train.log'), 'a') as out_log:
+            log(f'{run_name(arm, seed)}: training to {spec["iters"]} iterations ({threads["line"]}; '
+                f'log: {osp.join(folder, "train.log")})')
+            child = subprocess.Popen([sys.executable, '-c', 'from sd_plugin.train import main; main()',
+                                      '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
+                                     stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
+            code, seconds = wait_counting(child, folder)
         ckpt = osp.join(folder, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
         if code != 0 or not osp.isfile(ckpt):
             raise ConfigError(f'{run_name(arm, seed)}: training failed (exit {code}); see '
                               f'{osp.join(folder, "train.log")}')
         if has_student(spec, arm):
             export_student(spec, arm, seed, out)
-        record = {'iters': spec['iters'], 'seconds': time.time() - start, 'threads': threads}
+        record = {'iters': spec['iters'], 'seconds': seconds, 'threads': threads['threads'],
+                  'threads_chosen_by': threads['line']}
         atomic_write(osp.join(folder, 'done.json'), lambda f: json.dump(record, f), mode='w')
         log(f'{run_name(arm, seed)}: done in {record["seconds"] / 60:.1f} min')
         return record
@@ -112,24 +113,24 @@ def train_one(spec, arm, seed, out, threads, log=print):
 
 
 def run_study(spec, out, parallel=1, log=print):
-    """Train every unfinished run of ``spec`` under ``out``, ``parallel`` at a time (each with
-    cpu_count // parallel threads). Returns the names of the runs that failed."""
+    """Train every unfinished run of ``spec`` under ``out``, ``parallel`` at a time, each with its share of the idle
+    cores or the user's OMP_NUM_THREADS (``sd_plugin.threads.RunShares``). Returns the names of the runs that
+    failed."""
     out = osp.abspath(out)
     todo = [(arm, seed) for arm, seed in jobs(spec) if not finished(out, arm, seed, spec['iters'])]
     log(f'{spec["name"]}: {len(jobs(spec)) - len(todo)} of {len(jobs(spec))} runs finished, {len(todo)} to go')
-    threads = max(1, (os.cpu_count() or 1) // parallel)
+    shares = RunShares(parallel)
     failures = []
 
     def work(job):
         try:
-            train_one(spec, *job, out, threads, log)
+            train_one(spec, *job, out, shares, log)
         except ConfigError as err:
             log(str(err))
             failures.append(run_name(*job))
 
     for job in todo:
         write_init(spec, *job, out)
-    torch.set_num_threads(threads)
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         list(pool.map(work, todo))
     return failures
