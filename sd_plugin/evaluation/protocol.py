@@ -38,6 +38,7 @@ from sd_plugin.imageio import is_image_file, read_uint8
 from sd_plugin.inference import load_sr_network, run_network
 
 MODES = ('y', 'rgb', 'basicsr-y')
+SSIM_WINDOW = 11  # BasicSR's _ssim: an 11x11 Gaussian in 'valid' mode; a smaller image scores NaN
 Y_WEIGHTS = np.array([65.481, 128.553, 24.966])  # BT.601, as MATLAB rgb2ycbcr: Y = 16 + RGB[0,1] . Y_WEIGHTS
 
 
@@ -125,6 +126,10 @@ def load_pairs(data, name, scale):
         if gt.shape[:2] != (lr.shape[0] * scale, lr.shape[1] * scale):
             raise ConfigError(f'--sets {name} --scale {scale}: {osp.join(gt_dir, f)} is {gt.shape[1]}x{gt.shape[0]} '
                               f'but its LR is {lr.shape[1]}x{lr.shape[0]} (not 1/{scale} of it)')
+        if min(gt.shape[:2]) - 2 * scale < SSIM_WINDOW:
+            raise ConfigError(f'--sets {name}: {osp.join(gt_dir, f)} is {gt.shape[1]}x{gt.shape[0]}, too small to '
+                              f'measure: after the {scale} px border, SSIM\'s {SSIM_WINDOW}x{SSIM_WINDOW} window '
+                              f'needs {SSIM_WINDOW + 2 * scale} px per side')
         pairs.append((osp.splitext(f)[0], gt, lr))
     return pairs
 
@@ -165,11 +170,16 @@ def model_sr(net, lr, depths, precision='fp32'):
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def record(model, exit, depth, dataset, scale, psnr, ssim, params_, macs, latency, lr_size, threads):
+def record(model, exit, depth, dataset, scale, psnr, ssim, params_, macs, latency, lr_size, threads,
+           precision='fp32'):
+    """One row of sd-eval's JSON. PSNR (dB) and SSIM keep full float precision (only the markdown views round them:
+    rounded to 4 decimals, two paired SSIM differences came out exactly 0); ``threads``: torch's CPU threads the
+    network ran with, ``precision``: its forward's ('fp32' or 'bf16'); both None for bicubic."""
     return {'model': model, 'exit': exit, 'dataset': dataset, 'scale': scale,
-            'psnr': None if psnr is None else round(psnr, 4), 'ssim': None if ssim is None else round(ssim, 4),
+            'psnr': None if psnr is None else float(psnr), 'ssim': None if ssim is None else float(ssim),
             'params': params_, 'macs': macs, 'depth': depth, 'lr_size': f'{lr_size[0]}x{lr_size[1]}',
-            'latency_ms': None if latency is None else round(latency, 2), 'threads': threads}
+            'latency_ms': None if latency is None else round(latency, 2), 'threads': threads,
+            'precision': None if model == 'bicubic' else precision}
 
 
 def evaluate(ckpts=(), data='datasets', sets=('Set5', 'Set14'), scale=None, mode='y', names=None, param_key=None,
@@ -210,7 +220,7 @@ def evaluate(ckpts=(), data='datasets', sets=('Set5', 'Set14'), scale=None, mode
     for name in sets:
         benchmark_folders(data, name, scale)  # fail before any slow work
 
-    threads = torch.get_num_threads() if latency else None
+    threads = torch.get_num_threads()  # what the networks run with (the command chose it: sd_plugin.threads)
     cost = {('bicubic', None): (0, None, None)}
     for s in subjects:
         log(f'{s.name}: {s.path} [{s.param_key or "state dict"}] num_feat={s.arch["num_feat"]} '
@@ -224,7 +234,7 @@ def evaluate(ckpts=(), data='datasets', sets=('Set5', 'Set14'), scale=None, mode
     def add(model, exit, depth, dataset, psnr=None, ssim=None):
         params_, macs, lat = cost[model, depth]
         records.append(record(model, exit, depth, dataset, scale, psnr, ssim, params_, macs, lat, lr_size,
-                              None if model == 'bicubic' else threads))
+                              None if model == 'bicubic' else threads, precision))
 
     if not sets:
         add('bicubic', None, None, None)
