@@ -72,7 +72,7 @@ def encode_options(options):
     """JSON of ``options`` as a uint8 tensor (a state dict value BasicSR's save_network can ``.cpu()``), or None when
     they are not JSON data."""
     try:
-        data = json.dumps(options, sort_keys=True).encode()
+        data = json.dumps(options).encode()
     except (TypeError, ValueError):
         return None
     return torch.tensor(list(data), dtype=torch.uint8)

@@ -70,7 +70,7 @@ class Adapter:
         network_g printed for a student names them."""
         defaults = with_defaults(cls, {})
         keys = self.depth_keys or (self.depth_key,)
-        return {**{key: defaults[key] for key in keys if key in defaults}, **arch_opt}
+        return {**arch_opt, **{key: defaults[key] for key in keys if key in defaults and key not in arch_opt}}
 
     def stock_options(self, arch_opt, depth):
         """The stock network_g of the arch at ``depth`` units (``arch_opt`` with the depth argument set)."""
