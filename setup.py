@@ -12,8 +12,8 @@ setup(
     python_requires='>=3.8',
     # torch/torchvision and basicsr==1.4.2 are installed first, basicsr with --no-build-isolation (see README).
     install_requires=['basicsr==1.4.2', 'torch', 'torchvision', 'lmdb', 'pyyaml', 'tensorboard', 'opencv-python',
-                      'tqdm', 'numpy', 'scikit-image', 'matplotlib'],
-    extras_require={'test': ['pytest', 'ruff'], 'onnx': ['onnx', 'onnxruntime']},
+                      'tqdm', 'numpy', 'scikit-image', 'matplotlib', 'safetensors'],
+    extras_require={'test': ['pytest', 'ruff'], 'onnx': ['onnx', 'onnxruntime'], 'spandrel': ['spandrel==0.4.2']},
     entry_points={
         'console_scripts': [
             'sd-train=sd_plugin.train:main',

@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 pip install -q torch==2.14.1 torchvision==0.29.1
 pip install -q --no-build-isolation basicsr==1.4.2
-pip install -q -e '.[test,onnx]'
+pip install -q -e '.[test,onnx,spandrel]'
