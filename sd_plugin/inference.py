@@ -47,6 +47,7 @@ from sd_plugin.checkpoint import load_checkpoint, select_params
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import infer_arch, student_state_dict
 from sd_plugin.threads import TORCH_DEFAULT, choose_threads  # noqa: F401  (choose_threads: imported from here)
+from sd_plugin.wrapped_network import align_tile, load_wrapped, tile_padding, wrapped_options
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 ALPHA_MODES = ('bicubic', 'network')
@@ -85,9 +86,13 @@ def load_sr_network(ckpt, exit=None, param_key=None):
         ConfigError: one line naming the file, key or exit.
     """
     path = str(ckpt)
-    key, state = select_params(load_checkpoint(path), path, param_key)
+    loaded = load_checkpoint(path)
+    key, state = select_params(loaded, path, param_key)
     if not isinstance(state, dict):
         raise ConfigError(f'{path}: {key} is a {type(state).__name__}, not a state dict')
+    wrapped = wrapped_options(loaded, state)
+    if wrapped is not None:  # a MultiExitSR checkpoint, or a student of a wrapped arch (EDSR, RCAN, RRDBNet, ...)
+        return load_wrapped(path, key, state, wrapped, exit)
     try:
         arch = infer_arch(state)
     except ConfigError as err:
@@ -307,7 +312,11 @@ def run_network(net, x, depth=None, tile=0, tile_pad=None, sink=None, progress=N
     if tile_pad is None and tile > 0 and None in depths:
         raise ConfigError('the receptive field of this network is unknown (its residual blocks were not found): give '
                           '--tile-pad')
-    pad = tile_pad if tile_pad is not None else 0 if tile <= 0 else receptive_field(max(depths))
+    if hasattr(net, 'adapter'):  # a wrapped arch: its own receptive field; SwinIR's tiles in whole windows
+        tile = align_tile(net, tile)
+        pad = align_tile(net, tile_pad) if tile_pad is not None else 0 if tile <= 0 else tile_padding(net, max(depths))
+    else:
+        pad = tile_pad if tile_pad is not None else 0 if tile <= 0 else receptive_field(max(depths))
     if pad < 0:
         raise ConfigError(f'--tile-pad {pad}: must be >= 0')
     if not hasattr(net, 'forward_exits') and any(d != network_depth(net) for d in depths):
@@ -433,3 +442,26 @@ def upscale_array(net, img, tile=0, tile_pad=None, device=None, precision='fp32'
                 with torch.inference_mode():
                     run_tiled(bicubic, alpha_in, scale, tile, BICUBIC_PAD, write(3, False))
     return out
+
+
+def available_memory():
+    """Bytes of memory a new allocation can still get: MemAvailable + SwapFree of /proc/meminfo (Linux); None
+    elsewhere."""
+    try:
+        with open('/proc/meminfo') as f:
+            fields = dict(line.split(':', 1) for line in f)
+        return sum(int(fields[key].split()[0]) * 1024 for key in ('MemAvailable', 'SwapFree'))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def output_too_large(img, scale):
+    """A one-line reason when the output of ``img`` (as ``upscale_array`` takes it) at ``scale`` cannot fit in the
+    memory left (``available_memory``), which no tile size changes; else None."""
+    channels = img.shape[2] if img.ndim == 3 else 1
+    need = img.shape[0] * img.shape[1] * scale * scale * channels * img.dtype.itemsize
+    free = available_memory()
+    if free is None or need <= free:
+        return None
+    return (f'the output image itself ({img.shape[1] * scale}x{img.shape[0] * scale}, {need / 2**30:.2f} GiB) cannot '
+            f'fit in the memory left ({free / 2**30:.2f} GiB); no --tile changes that')

@@ -56,14 +56,23 @@ def test_a_rerun_on_your_own_jpg_folder_replaces_only_what_quickstart_wrote(tmp_
     args = ['sd-quickstart', '--iters', '2', '--feat', '8', '--blocks', '2', '--exit', '1', '--gt-size', '32', '--out',
             str(tmp_path / 'qs')]
     run_cli(args, cwd=tmp_path)
-    (tmp_path / 'qs' / 'mine.txt').write_text('my notes')
+    mine = [tmp_path / 'qs' / name for name in ('mine.txt', 'experiments/mine.txt', 'data/mine.txt', 'tb_logger/x')]
+    for path in mine:  # the user's files beside quickstart's own: a rerun keeps them
+        path.write_text('my notes')
     proc = run_cli([*args, '--data', str(photos)], cwd=tmp_path)
     assert 'trained 2 iterations' in proc.stdout
-    assert (tmp_path / 'qs' / 'mine.txt').read_text() == 'my notes'
+    assert all(path.read_text() == 'my notes' for path in mine)
     assert sorted(os.listdir(tmp_path / 'qs' / 'hr' / 'val')) == ['photo 2.JPG']  # the first run's images are gone
     assert sorted(os.listdir(tmp_path / 'qs' / 'upscaled')) == ['photo 2_x4.png']
     assert (tmp_path / 'qs' / 'comparison.png').is_file()
     assert sorted(os.listdir(photos)) == ['photo 0.JPG', 'photo 1.JPG', 'photo 2.JPG']
+    (tmp_path / 'qs' / 'upscaled' / 'mine.png').write_bytes(b'mine')  # where quickstart writes: refused, kept
+    proc = run_cli([*args, '--data', str(photos)], cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].endswith(
+        'upscaled/mine.png was not written by sd-quickstart and lies where it writes; move it (nothing was deleted)')
+    assert (tmp_path / 'qs' / 'upscaled' / 'mine.png').read_bytes() == b'mine'
+    assert all(path.read_text() == 'my notes' for path in mine)
+    assert (tmp_path / 'qs' / 'upscaled' / 'photo 2_x4.png').is_file()  # nothing was deleted before the refusal
 
 
 def test_quickstart_on_your_own_folder_refuses_a_missing_one(tmp_path):

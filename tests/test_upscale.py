@@ -47,6 +47,11 @@ def student(tmp_path):
     return str(path), net
 
 
+def visible(folder):
+    """The sorted names in ``folder`` that are not hidden (sd-upscale keeps its list of written files hidden)."""
+    return sorted(f for f in os.listdir(folder) if not f.startswith('.'))
+
+
 def random_image(shape, dtype=np.uint8, seed=0):
     rng = np.random.default_rng(seed)
     top = 255 if dtype == np.uint8 else 65535
@@ -224,7 +229,7 @@ def test_corrupt_file_among_good_ones(student, tmp_path, capsys):
     (folder / 'notes.txt').write_text('not an image, not listed')
     code, _, err = run([str(folder), '--model', path, '--out', str(tmp_path / 'out')], capsys)
     assert code == 1
-    assert sorted(os.listdir(tmp_path / 'out')) == ['a_x4.png', 'c_x4.jpg']
+    assert visible(tmp_path / 'out') == ['a_x4.png', 'c_x4.jpg']
     lines = error_lines(err)
     assert len(lines) == 1 and lines[0].startswith(f'sd-upscale: error: {folder / "b.png"}: ')
     assert '2 written, 0 skipped (existing), 1 failed' in err
@@ -251,18 +256,51 @@ def test_never_overwrites_an_input(student, tmp_path, capsys):
     assert read_image(str(folder / 'a_x4_x4.png')).shape == (32, 32, 3)
 
 
-def test_existing_output_is_skipped_without_overwrite(student, tmp_path, capsys):
+def test_existing_output_is_skipped_without_overwrite_and_replaced_only_when_sd_upscale_wrote_it(student, tmp_path,
+                                                                                                 capsys):
     path, _ = student
     cv2.imwrite(str(tmp_path / 'a.png'), random_image((9, 11, 3)))
+    cv2.imwrite(str(tmp_path / 'b.png'), random_image((9, 11, 3), seed=1))
     (tmp_path / 'out').mkdir()
-    (tmp_path / 'out' / 'a_x4.png').write_bytes(b'an older result')
+    (tmp_path / 'out' / 'b_x4.png').write_bytes(b'the user\'s own file')
     code, _, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out')], capsys)
-    assert code == 0 and 'skip' in err and 'a_x4.png exists' in err
-    assert (tmp_path / 'out' / 'a_x4.png').read_bytes() == b'an older result'
-    code, _, err = run([str(tmp_path / 'a.png'), '--model', path, '--out', str(tmp_path / 'out'), '--overwrite',
-                        '--suffix', '_x{scale}'], capsys)
-    assert code == 0 and read_image(str(tmp_path / 'out' / 'a_x4.png')).shape == (36, 44, 3)
-    assert [f for f in os.listdir(tmp_path / 'out') if f.endswith('.tmp') or f.startswith('.')] == []
+    assert code == 0, err
+    first = (tmp_path / 'out' / 'a_x4.png').read_bytes()
+    (tmp_path / 'out' / 'a_x4.png').write_bytes(first + b'\0')  # sd-upscale's own output, since changed
+    code, _, err = run([str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), '--model', path, '--out',
+                        str(tmp_path / 'out')], capsys)
+    assert code == 0 and 'skip' in err and 'a_x4.png exists' in err and 'b_x4.png exists' in err
+    assert (tmp_path / 'out' / 'a_x4.png').read_bytes() == first + b'\0'
+    code, _, err = run([str(tmp_path / 'a.png'), str(tmp_path / 'b.png'), '--model', path, '--out',
+                        str(tmp_path / 'out'), '--overwrite'], capsys)
+    assert code == 1 and (tmp_path / 'out' / 'a_x4.png').read_bytes() == first  # its own output: replaced
+    lines = error_lines(err)
+    assert len(lines) == 1 and 'b_x4.png exists and sd-upscale did not write it: never replaced' in lines[0]
+    assert (tmp_path / 'out' / 'b_x4.png').read_bytes() == b'the user\'s own file'
+    assert [f for f in os.listdir(tmp_path / 'out') if f.endswith('.tmp')] == []
+
+
+def test_a_folder_upscaled_into_itself_twice_leaves_out_its_own_outputs(student, tmp_path, capsys):
+    path, _ = student
+    col = tmp_path / 'col'
+    col.mkdir()
+    cv2.imwrite(str(col / 'a.png'), random_image((9, 11, 3)))
+    for _ in range(2):
+        code, out, err = run([str(col), '--model', path, '--out', str(col)], capsys)
+        assert code == 0, err
+    assert visible(col) == ['a.png', 'a_x4.png']
+    assert 'left out 1 image(s) that sd-upscale wrote itself' in err and '0 written, 1 skipped' in out
+
+
+def test_the_original_beside_an_input_is_never_replaced(student, tmp_path, capsys):
+    """sd-upscale x.jpg --out dir --suffix '' --ext png --overwrite: dir/x.png is the user's, not sd-upscale's."""
+    path, _ = student
+    cv2.imwrite(str(tmp_path / 'x.jpg'), random_image((9, 11, 3)))
+    (tmp_path / 'x.png').write_bytes(b'the original')
+    code, _, err = run([str(tmp_path / 'x.jpg'), '--model', path, '--out', str(tmp_path), '--suffix', '', '--ext',
+                        'png', '--overwrite'], capsys)
+    assert code == 1 and 'sd-upscale did not write it: never replaced' in err
+    assert (tmp_path / 'x.png').read_bytes() == b'the original'
 
 
 def test_image_io(tmp_path):
@@ -351,6 +389,6 @@ def test_out_of_memory_is_one_line_per_file(student, tmp_path, capsys, monkeypat
     monkeypatch.setattr(upscale, 'upscale_array', fake)
     code, _, err = run([str(tmp_path / 'big.png'), str(tmp_path / 'small.png'), '--model', path, '--out',
                         str(tmp_path / 'out')], capsys)
-    assert code == 1 and os.listdir(tmp_path / 'out') == ['small_x4.png']
+    assert code == 1 and visible(tmp_path / 'out') == ['small_x4.png']
     expected = f'{tmp_path / "big.png"}: out of memory (could not allocate 7.63 GiB); try a smaller --tile'
     assert error_lines(err) == [f'sd-upscale: error: {expected}']

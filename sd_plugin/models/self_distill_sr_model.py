@@ -8,11 +8,12 @@ import torch
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils import get_root_logger, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
 from tqdm import tqdm
 
 from sd_plugin.errors import ConfigError, NonFiniteLossError
+from sd_plugin.imageio import write_image
 from sd_plugin.text import did_you_mean
 
 # train.self_distill: the plugin's own YAML section, with the paper's defaults.
@@ -295,7 +296,8 @@ class SelfDistillSRModel(SRModel):
             for depth in depths:
                 sr_img = tensor2img([self.outputs[depth].detach().cpu()])
                 if save_img:
-                    imwrite(sr_img, self._image_path(img_name, dataset_name, current_iter, depth))
+                    write_image(self._image_path(img_name, dataset_name, current_iter, depth), sr_img)  # atomic;
+                    # a failed write ends the run in one line naming the file (BasicSR's imwrite names none)
                     shown[depth] = sr_img
                 for name, metric_opt in metrics.items():
                     sums[self.metric_name(name, depth)] += calculate_metric({'img': sr_img, 'img2': gt_img}, metric_opt)

@@ -19,9 +19,12 @@ from os import path as osp
 from sd_plugin.checkpoint import atomic_save, load_checkpoint
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
+from sd_plugin.processes import Children
 from sd_plugin.study.elapsed import wait_counting
 from sd_plugin.study.spec import has_student, paired_init, run_name, run_options, write_yaml
 from sd_plugin.threads import RunShares
+
+CHILDREN = Children()  # the training runs in flight: they end with this process (sd_plugin.processes)
 
 
 def jobs(spec):
@@ -80,23 +83,37 @@ def train_one(spec, arm, seed, out, shares, log=print):
     returns its done record, or None when another process holds it."""
     folder = run_dir(out, arm, seed)
     os.makedirs(folder, exist_ok=True)
-    lock = open(osp.join(folder, '.lock'), 'w')
+    lock = open(osp.join(folder, '.lock'), 'a+')  # the claim: held while a process (or its child) runs it
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip()
         lock.close()
-        log(f'{run_name(arm, seed)}: running in another process, skipped')
+        log(f'{run_name(arm, seed)}: running in another process{f" (pid {holder})" if holder else ""}, skipped')
         return None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f'{os.getpid()}\n')  # a claim whose processes have all ended is free again: flock ends with them
+    lock.flush()
     try:
         opt = run_options(spec, arm, seed, write_init(spec, arm, seed, out))
         write_yaml(opt, osp.join(folder, 'opt.yml'))
         with shares.run() as (threads, env), open(osp.join(folder, 'train.log'), 'a') as out_log:
             log(f'{run_name(arm, seed)}: training to {spec["iters"]} iterations ({threads["line"]}; '
                 f'log: {osp.join(folder, "train.log")})')
-            child = subprocess.Popen([sys.executable, '-c', 'from sd_plugin.train import main; main()',
-                                      '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
-                                     stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
-            code, seconds = wait_counting(child, folder)
+            child = CHILDREN.popen([sys.executable, '-c', 'from sd_plugin.train import main; main()',
+                                    '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
+                                   stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
+            if child is None:  # the study is stopping
+                return None
+            try:
+                code, seconds = wait_counting(child, folder)
+            finally:
+                CHILDREN.running.discard(child)
+        if CHILDREN.stopping.is_set():
+            log(f'{run_name(arm, seed)}: stopped; the next run of the study resumes it')
+            return None
         ckpt = osp.join(folder, 'experiments', opt['name'], 'models', 'net_g_latest.pth')
         if code != 0 or not osp.isfile(ckpt):
             raise ConfigError(f'{run_name(arm, seed)}: training failed (exit {code}); see '
@@ -123,6 +140,8 @@ def run_study(spec, out, parallel=1, log=print):
     failures = []
 
     def work(job):
+        if CHILDREN.stopping.is_set():
+            return
         try:
             train_one(spec, *job, out, shares, log)
         except ConfigError as err:

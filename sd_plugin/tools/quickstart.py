@@ -17,6 +17,7 @@ below bicubic's 29.37) for hundreds of iterations. Everything goes under ``--out
 earlier ``sd-quickstart`` made (it carries a marker file); a rerun replaces only what ``sd-quickstart`` writes there.
 """
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -27,7 +28,6 @@ import sys
 import time
 from os import path as osp
 
-import cv2
 import numpy as np
 import yaml
 from basicsr.utils import get_root_logger
@@ -43,7 +43,16 @@ from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.protocol import read_image as read_rgb
 from sd_plugin.evaluation.report import markdown_table
 from sd_plugin.export import export
-from sd_plugin.files import atomic_write, check_apart, claim_folder
+from sd_plugin.files import (
+    MARKER,
+    atomic_write,
+    check_apart,
+    claim_folder,
+    files_under,
+    record_written,
+    remove_written,
+    written_by,
+)
 from sd_plugin.imageio import IMAGE_EXTENSIONS, read_image, write_image
 from sd_plugin.inference import load_sr_network, upscale_array
 from sd_plugin.prepare import prepare_benchmark, prepare_folder
@@ -58,9 +67,49 @@ SKIMAGE_LOADERS = {'motorcycle': lambda data: data.stereo_motorcycle()[0]}  # th
 UPSCALE_TILE = 256  # LR tile of the final up-scaling: bounds memory for a large image of your own (exact anyway)
 SUB_IMAGE = 128  # training images are cut into sub-images of this size: a patch reads a small PNG, not a whole photo
 BATCH = 4
-# What sd-quickstart writes under --out; a rerun removes these and nothing else.
+TOOL = 'sd-quickstart'
+WRITTEN = f'.{TOOL}.written'
+# What sd-quickstart writes under --out (and student_exit<k>_x4.pth); a rerun removes only the files it recorded,
+# and refuses to run while a file it did not write lies in one of the FILLED folders.
+FILLED = ('hr', 'data/train', 'data/val', 'experiments/quickstart_sd', 'tb_logger/quickstart_sd', 'upscaled')
 OUTPUTS = ('hr', 'data', 'experiments', 'tb_logger', 'train.log', 'quickstart_sd.yml', 'quickstart.json', 'upscaled',
            'comparison.png')
+
+
+def clear_earlier_run(out):
+    """Remove the files an earlier sd-quickstart recorded as written into ``out`` (``files.record_written``) and the
+    folders left empty. Any other file stays; a ConfigError, before anything is removed, when one lies where this run
+    writes (``FILLED``)."""
+    own = written_by(out, TOOL)
+    student = re.compile(r'student_exit\d+_x\d+\.pth')
+    for name in sorted(files_under(out) - own):
+        if name in OUTPUTS or student.fullmatch(name) or name.startswith(tuple(f + os.sep for f in FILLED)):
+            raise ConfigError(f'--out {out}: {osp.join(out, name)} was not written by sd-quickstart and lies where '
+                              'it writes; move it (nothing was deleted)')
+    remove_written(out, own)
+    record_written(out, TOOL, [], forget=own)
+
+
+@contextlib.contextmanager
+def owned_run(out, fresh):
+    """Record every file that appears under ``out`` during the block as written by sd-quickstart, whatever ends the
+    block. When a ConfigError (a refusal) ends it in a folder this run made (``fresh``), remove those files, the
+    marker and the folder instead: a refused run leaves nothing behind."""
+    before = files_under(out)
+    try:
+        yield
+    except ConfigError:
+        if fresh:
+            remove_written(out, (files_under(out) - before) | {MARKER, WRITTEN})
+            with contextlib.suppress(OSError):
+                os.rmdir(out)
+            raise
+        record_written(out, TOOL, files_under(out) - before - {WRITTEN})
+        raise
+    except BaseException:
+        record_written(out, TOOL, files_under(out) - before - {WRITTEN})
+        raise
+    record_written(out, TOOL, files_under(out) - before - {WRITTEN})
 
 
 def skimage_image(name):
@@ -79,7 +128,7 @@ def write_hr_images(out, data_dir):
         for split, names in (('train', SKIMAGE_TRAIN), ('val', SKIMAGE_VAL)):
             for name in names:
                 img = skimage_image(name)
-                cv2.imwrite(osp.join(folders[split], f'{name}.png'), img[..., ::-1] if img.ndim == 3 else img)
+                write_image(osp.join(folders[split], f'{name}.png'), img[..., ::-1] if img.ndim == 3 else img)
         return folders
     if not osp.isdir(data_dir):
         raise ConfigError(f'--data {data_dir}: no such folder')
@@ -193,52 +242,49 @@ def main(argv=None):
     out = osp.abspath(args.out)
     check_apart({'--out': out}, {'--data': args.data})
     compat.install()
-    if claim_folder(out, 'sd-quickstart'):  # an earlier quickstart's folder: replace only what it wrote
-        for name in [*OUTPUTS, *(f for f in os.listdir(out) if re.fullmatch(r'student_exit\d+_x\d+\.pth', f))]:
-            path = osp.join(out, name)
-            if osp.isdir(path) and not osp.islink(path):
-                shutil.rmtree(path)
-            elif osp.lexists(path):
-                os.remove(path)
-    hr = write_hr_images(out, args.data)
-    sub_image = max(SUB_IMAGE, args.gt_size)
-    train_data = prepare_folder(hr['train'], 'quickstart_train', osp.join(out, 'data', 'train'), SCALE,
-                                subimages=True, crop=sub_image, step=sub_image)
-    prepare_benchmark(hr['val'], 'val', osp.join(out, 'data', 'val'), [SCALE])
-    options = training_options(out, args.iters, args.feat, args.blocks, args.exit_depth, args.gt_size, args.lr,
-                               len(os.listdir(train_data['hr'])))
-    start = time.time()
-    ckpt = train(out, options)
-    train_seconds = time.time() - start
+    fresh = not osp.lexists(out)
+    if claim_folder(out, TOOL):  # an earlier quickstart's folder: replace only what it wrote
+        clear_earlier_run(out)
+    with owned_run(out, fresh):  # records what this run writes; a refused fresh run removes it all
+        hr = write_hr_images(out, args.data)
+        sub_image = max(SUB_IMAGE, args.gt_size)
+        train_data = prepare_folder(hr['train'], 'quickstart_train', osp.join(out, 'data', 'train'), SCALE,
+                                    subimages=True, crop=sub_image, step=sub_image)
+        prepare_benchmark(hr['val'], 'val', osp.join(out, 'data', 'val'), [SCALE])
+        options = training_options(out, args.iters, args.feat, args.blocks, args.exit_depth, args.gt_size, args.lr,
+                                   len(os.listdir(train_data['hr'])))
+        start = time.time()
+        ckpt = train(out, options)
+        train_seconds = time.time() - start
 
-    student = osp.join(out, f'student_exit{args.exit_depth}_x{SCALE}.pth')
-    arch = export(ckpt, args.exit_depth, student)
-    val_dir = osp.join(out, 'data', 'val')
-    first = sorted(os.listdir(osp.join(val_dir, f'LRbicx{SCALE}')))[0]  # sd-prepare writes <stem>.png
-    lr_path, gt_path = osp.join(val_dir, f'LRbicx{SCALE}', first), osp.join(val_dir, f'GTmod{SCALE}', first)
-    lr_first = read_image(lr_path)
-    records = evaluate([student, ckpt], osp.join(out, 'data'), ['val'], SCALE, names=['student (exported)', 'sd'],
-                       lr_size=(lr_first.shape[1], lr_first.shape[0]), latency=True, log=lambda *_: None)
-    upscaled, comparison, psnrs = picture(out, student, ckpt, lr_path, gt_path)
-    total_seconds = time.time() - begin
-    summary = {'iters': args.iters, 'train_seconds': train_seconds, 'total_seconds': total_seconds,
-               'threads': threads['threads'], 'threads_chosen_by': threads['line'],
-               'records': records, 'upscaled': upscaled, 'comparison': comparison, 'comparison_psnr': psnrs}
-    atomic_write(osp.join(out, 'quickstart.json'), lambda f: json.dump(summary, f, indent=2), mode='w')
-    print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s ({threads["line"]}); validation: '
-          f'{", ".join(sorted(os.listdir(hr["val"])))}; rows "sd": exit {args.exit_depth} and the {args.blocks}-block '
-          'teacher of the trained checkpoint')
-    print(markdown_table(records))
-    bicubic = next(r['psnr'] for r in records if r['model'] == 'bicubic')
-    if max(r['psnr'] for r in records if r['model'] != 'bicubic') < bicubic:
-        print('\nNote: the networks are still close to where an SRResNet starts, its bilinear skip, which scores below '
-              'bicubic. Train longer (e.g. --iters 1000) to see them learn.')
-    print(f'\nstudent checkpoint (stock BasicSR MSRResNet, network_g: {arch}):\n  {student}')
-    print(f'{first} upscaled x{SCALE} by the student (as sd-upscale does):\n  {upscaled}')
-    print(f'comparison picture of {first} (HR | bicubic | student: exit {args.exit_depth} | teacher: '
-          f'{args.blocks} blocks; PSNR of the whole image, as sd-eval):'
-          f'\n  {comparison}')
-    print(f'\nsd-quickstart finished in {total_seconds:.0f} s')
+        student = osp.join(out, f'student_exit{args.exit_depth}_x{SCALE}.pth')
+        arch = export(ckpt, args.exit_depth, student)
+        val_dir = osp.join(out, 'data', 'val')
+        first = sorted(os.listdir(osp.join(val_dir, f'LRbicx{SCALE}')))[0]  # sd-prepare writes <stem>.png
+        lr_path, gt_path = osp.join(val_dir, f'LRbicx{SCALE}', first), osp.join(val_dir, f'GTmod{SCALE}', first)
+        lr_first = read_image(lr_path)
+        records = evaluate([student, ckpt], osp.join(out, 'data'), ['val'], SCALE, names=['student (exported)', 'sd'],
+                           lr_size=(lr_first.shape[1], lr_first.shape[0]), latency=True, log=lambda *_: None)
+        upscaled, comparison, psnrs = picture(out, student, ckpt, lr_path, gt_path)
+        total_seconds = time.time() - begin
+        summary = {'iters': args.iters, 'train_seconds': train_seconds, 'total_seconds': total_seconds,
+                   'threads': threads['threads'], 'threads_chosen_by': threads['line'],
+                   'records': records, 'upscaled': upscaled, 'comparison': comparison, 'comparison_psnr': psnrs}
+        atomic_write(osp.join(out, 'quickstart.json'), lambda f: json.dump(summary, f, indent=2), mode='w')
+        print(f'\ntrained {args.iters} iterations in {train_seconds:.0f} s ({threads["line"]}); validation: '
+              f'{", ".join(sorted(os.listdir(hr["val"])))}; rows "sd": exit {args.exit_depth} and the '
+              f'{args.blocks}-block teacher of the trained checkpoint')
+        print(markdown_table(records))
+        bicubic = next(r['psnr'] for r in records if r['model'] == 'bicubic')
+        if max(r['psnr'] for r in records if r['model'] != 'bicubic') < bicubic:
+            print('\nNote: the networks are still close to where an SRResNet starts, its bilinear skip, which scores '
+                  'below bicubic. Train longer (e.g. --iters 1000) to see them learn.')
+        print(f'\nstudent checkpoint (stock BasicSR MSRResNet, network_g: {arch}):\n  {student}')
+        print(f'{first} upscaled x{SCALE} by the student (as sd-upscale does):\n  {upscaled}')
+        print(f'comparison picture of {first} (HR | bicubic | student: exit {args.exit_depth} | teacher: '
+              f'{args.blocks} blocks; PSNR of the whole image, as sd-eval):'
+              f'\n  {comparison}')
+        print(f'\nsd-quickstart finished in {total_seconds:.0f} s')
 
 
 def picture(out, student, ckpt, lr_path, gt_path):

@@ -2,6 +2,7 @@
 differences with 95 % confidence intervals (JSON, markdown, PNG). Rerunning the same command continues a stopped
 study. See docs/study.md."""
 import argparse
+import signal
 import sys
 
 from sd_plugin.cli import one_line_errors
@@ -13,6 +14,20 @@ def parse_list(text, kind=str):
         return [kind(v) for v in text.split(',') if v]
     except ValueError:
         raise ConfigError(f'{text!r}: expected a comma-separated list of {kind.__name__}') from None
+
+
+def stop_children_on_signals():
+    """On SIGTERM or SIGINT: stop the training runs in flight (they resume on the next run of the same command),
+    start no more, and exit with 128 + the signal's number after one line. Returns {signal: the previous handler}."""
+    from sd_plugin.study.runner import CHILDREN
+
+    def stop(signum, frame):
+        CHILDREN.stop()
+        print(f'sd-study: stopped by {signal.Signals(signum).name}: the runs in flight were stopped; run the same '
+              'command again to resume them', file=sys.stderr, flush=True)
+        raise SystemExit(128 + signum)
+
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
 
 @one_line_errors('sd-study')
@@ -39,7 +54,12 @@ def main(argv=None):
         raise ConfigError(f'--parallel {args.parallel}: must be >= 1')
     spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
                      val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None)
-    failures = [] if args.report_only else run_study(spec, args.out, args.parallel)
+    previous = stop_children_on_signals()
+    try:
+        failures = [] if args.report_only else run_study(spec, args.out, args.parallel)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     paths = write_report(spec, args.out, args.report)
     print('wrote ' + ', '.join(paths))
     if failures:

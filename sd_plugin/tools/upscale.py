@@ -30,19 +30,23 @@ import sys
 import time
 from os import path as osp
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from sd_plugin.cli import one_line_errors
-from sd_plugin.errors import ConfigError
+from sd_plugin.errors import ConfigError, WriteError
+from sd_plugin.files import record_written, writable_folder, written_by
 from sd_plugin.imageio import IMAGE_EXTENSIONS, check_writable, is_image_file, read_image, write_image
 from sd_plugin.inference import (
     ALPHA_MODES,
+    GREY_WEIGHTS,
     PRECISIONS,
     OnnxNetwork,
     autocast,
     count_tiles,
     load_sr_network,
+    output_too_large,
     receptive_field,
     upscale_array,
 )
@@ -54,9 +58,10 @@ EXTENSIONS = sorted({e[1:] for e in IMAGE_EXTENSIONS})
 
 
 def expand_inputs(args):
-    """(paths, errors): the image files that the INPUT arguments name, in order and without repeats (one file named
-    twice runs once), and a one-line error for each argument that names nothing readable."""
-    paths, errors, seen = [], [], set()
+    """(paths, errors, own): the image files that the INPUT arguments name, in order and without repeats (one file
+    named twice runs once); a one-line error for each argument that names nothing readable; and the files a folder
+    or a pattern matched that an earlier sd-upscale wrote there (``files.written_by``): its own outputs, left out."""
+    paths, errors, own, seen = [], [], [], set()
     for arg in args:
         if osp.isdir(arg):
             found = sorted(osp.join(arg, f) for f in os.listdir(arg)  # hidden files (e.g. a stale temporary) left out
@@ -72,12 +77,16 @@ def expand_inputs(args):
         else:
             errors.append(f'{arg}: no such file or folder')
             found = []
+        if not osp.isfile(arg):
+            written = [p for p in found if osp.basename(p) in written_by(osp.dirname(p) or '.', PROG)]
+            own += written
+            found = [p for p in found if p not in written]
         for p in found:
             key = osp.realpath(p)
             if key not in seen:
                 seen.add(key)
                 paths.append(p)
-    return paths, errors
+    return paths, errors, own
 
 
 def output_path(path, out_dir, suffix, ext):
@@ -196,9 +205,8 @@ def main(argv=None):
                           '--tile-pad, or --tile 0')
     suffix = args.suffix.replace('{scale}', str(info['scale']))
 
-    inputs, failures = expand_inputs(args.inputs)
+    inputs, failures, own = expand_inputs(args.inputs)
     outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
-    input_ids = {file_id(p) for p in inputs}
     if suffix == '' and osp.isdir(args.out):
         for path, out in zip(inputs, outputs):
             if osp.exists(out) and file_id(out) == file_id(path):
@@ -209,74 +217,134 @@ def main(argv=None):
     tiling = f'tile {args.tile} px, pad {pad} px' if args.tile else 'no tiling'
     rf = '' if info['receptive_field'] is None else f'receptive field {info["receptive_field"]} px, '
     print(f'{PROG}: {description}; {rf}{tiling}; {device.type} {args.precision}; {threads["line"]}', flush=True)
-
-    def fail(message):
-        failures.append(message)
-        tqdm.write(f'{PROG}: error: {message}', file=sys.stderr)
-
+    if own:
+        print(f'{PROG}: left out {len(own)} image(s) that sd-upscale wrote itself (e.g. {own[0]})', file=sys.stderr)
     for message in failures:
         print(f'{PROG}: error: {message}', file=sys.stderr)
-    written, skipped, claimed = 0, 0, {}
+    batch = Batch(failures)
+    plan = plan_batch(inputs, outputs, args, batch)
     start = time.perf_counter()
-    bar = tqdm(list(zip(inputs, outputs)), desc=PROG, unit='image', file=sys.stderr,
-               disable=True if args.quiet or len(inputs) < 2 else None)
-    for path, out in bar:
-        key = osp.normcase(osp.abspath(out))
-        if key in claimed:
-            fail(f'{path}: its output {out} is also the output of {claimed[key]} (rename one, or use --ext)')
-            continue
-        claimed[key] = path
-        if osp.exists(out):
-            if file_id(out) in input_ids:
-                fail(f'{path}: its output {out} is an input file, never overwritten (use another --out or --suffix)')
-                continue
-            if not args.overwrite:
-                skipped += 1
-                tqdm.write(f'{PROG}: skip {path}: {out} exists (--overwrite replaces it)', file=sys.stderr)
-                continue
-        try:
-            img = read_image(path)
-        except ConfigError as err:
-            fail(str(err))
-            continue
-        try:
-            check_writable(img, osp.splitext(out)[1])
-            height, width = img.shape[:2]
-            tiles = count_tiles(height, width, args.tile) * (2 if img.ndim == 3 and img.shape[2] == 4
-                                                             and args.alpha == 'network' else 1)
-            with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, file=sys.stderr,
-                      disable=True if args.quiet or tiles < 2 else None) as tile_bar:
-                sr = upscale_array(net, img, args.tile, args.tile_pad, device, args.precision, args.alpha,
-                                   progress=lambda: tile_bar.update(1))
-        except ConfigError as err:
-            fail(f'{path}: {err}')
-            continue
-        except (MemoryError, torch.OutOfMemoryError) as err:
-            fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
-            continue
-        except RuntimeError as err:
-            if 'memory' not in str(err):
-                raise
-            fail(f'{path}: out of memory ({allocation(str(err))}); try a smaller --tile')
-            continue
-        try:
-            write_image(out, sr)
-        except ConfigError as err:
-            fail(f'{path}: {err}')
-            continue
-        del sr
-        written += 1
-        if not args.quiet:
-            kind = 'grey' if img.ndim == 2 else 'RGBA' if img.shape[2] == 4 else 'RGB'
-            tqdm.write(f'wrote {out} ({width}x{height} -> {width * info["scale"]}x{height * info["scale"]}, {kind}, '
-                       f'{img.dtype.itemsize * 8}-bit)')
+    bar = tqdm(plan, desc=PROG, unit='image', file=sys.stderr, disable=True if args.quiet or len(plan) < 2 else None)
+    try:
+        for path, out in bar:
+            upscale_one(path, out, net, info, device, args, batch)
+            batch.done += 1
+    except KeyboardInterrupt:
+        bar.close()
+        print(f'\n{PROG}: interrupted: {batch.written} written{batch.last_written()}, '
+              f'{len(plan) - batch.done} not done', file=sys.stderr)
+        sys.exit(130)
     bar.close()
-    summary = (f'{PROG}: {written} written, {skipped} skipped (existing), {len(failures)} failed, in '
+    summary = (f'{PROG}: {batch.written} written, {batch.skipped} skipped (existing), {len(failures)} failed, in '
                f'{time.perf_counter() - start:.1f} s')
     if failures:
         print(summary, file=sys.stderr)
         sys.exit(1)
     print(summary)
+
+
+class Batch:
+    """What a run has done so far: ``written`` and ``skipped`` counts, ``done`` (images handled, written or not),
+    the written paths, and ``failures`` (one line each, printed as they happen; the run goes on)."""
+
+    def __init__(self, failures):
+        self.failures, self.paths = failures, []
+        self.written = self.skipped = self.done = 0
+
+    def fail(self, message):
+        self.failures.append(message)
+        tqdm.write(f'{PROG}: error: {message}', file=sys.stderr)
+
+    def last_written(self):
+        return f' (the last: {self.paths[-1]})' if self.paths else ''
+
+
+def plan_batch(inputs, outputs, args, batch):
+    """[(input, output)] to upscale. Checked before any work, each failure one line (``batch.fail``) and the others
+    kept: two inputs with one output; an output that is an input or the model, or a folder; an existing output,
+    skipped without --overwrite and, with it, replaced only when sd-upscale wrote it (``files.written_by``)."""
+    writable_folder(osp.join(args.out, 'x'), '--out')
+    own = written_by(args.out, PROG)
+    input_ids = {file_id(p) for p in inputs} | ({file_id(args.model)} if osp.isfile(args.model) else set())
+    plan, claimed = [], {}
+    for path, out in zip(inputs, outputs):
+        key = osp.normcase(osp.abspath(out))
+        if key in claimed:
+            batch.fail(f'{path}: its output {out} is also the output of {claimed[key]} (rename one, or use --ext)')
+            continue
+        claimed[key] = path
+        if osp.lexists(out):
+            if osp.isdir(out):
+                batch.fail(f'{path}: its output {out} is a folder (use another --out or --suffix)')
+            elif file_id(out) in input_ids:
+                batch.fail(f'{path}: its output {out} is an input file, never overwritten (use another --out or '
+                           '--suffix)')
+            elif not args.overwrite:
+                batch.skipped += 1
+                tqdm.write(f'{PROG}: skip {path}: {out} exists (--overwrite replaces it)', file=sys.stderr)
+            elif osp.basename(out) not in own:
+                batch.fail(f'{path}: its output {out} exists and sd-upscale did not write it: never replaced (move '
+                           'it, or use another --out or --suffix)')
+            else:
+                plan.append((path, out))
+            continue
+        plan.append((path, out))
+    return plan
+
+
+def upscale_one(path, out, net, info, device, args, batch):
+    """Read, upscale and write one image; a failure is one line (``batch.fail``) and the batch goes on."""
+    try:
+        img = read_image(path)
+    except ConfigError as err:
+        batch.fail(str(err))
+        return
+    grey_alpha = img.ndim == 3 and img.shape[2] == 2
+    try:
+        check_writable(img, osp.splitext(out)[1])
+        too_large = output_too_large(img, info['scale'])
+        if too_large:
+            raise ConfigError(too_large)
+        height, width = img.shape[:2]
+        tiles = count_tiles(height, width, args.tile) * (2 if img.ndim == 3 and img.shape[2] in (2, 4)
+                                                         and args.alpha == 'network' else 1)
+        with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, file=sys.stderr,
+                  disable=True if args.quiet or tiles < 2 else None) as tile_bar:
+            sr = upscale_array(net, img[..., [0, 0, 0, 1]] if grey_alpha else img, args.tile, args.tile_pad, device,
+                               args.precision, args.alpha, progress=lambda: tile_bar.update(1))
+        if grey_alpha:
+            sr = np.stack([luma(sr[..., :3]), sr[..., 3]], axis=-1)
+    except ConfigError as err:
+        batch.fail(f'{path}: {err}')
+        return
+    except (MemoryError, torch.OutOfMemoryError) as err:
+        batch.fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
+        return
+    except RuntimeError as err:
+        if 'memory' not in str(err):
+            raise
+        batch.fail(f'{path}: out of memory ({allocation(str(err))}); try a smaller --tile')
+        return
+    try:
+        write_image(out, sr)
+        record_written(args.out, PROG, [osp.basename(out)])
+    except (ConfigError, WriteError) as err:
+        batch.fail(f'{path}: {err}')
+        return
+    del sr
+    batch.written += 1
+    batch.paths.append(out)
+    if not args.quiet:
+        kind = 'grey' if img.ndim == 2 else {2: 'grey+alpha', 3: 'RGB', 4: 'RGBA'}[img.shape[2]]
+        tqdm.write(f'wrote {out} ({width}x{height} -> {width * info["scale"]}x{height * info["scale"]}, {kind}, '
+                   f'{img.dtype.itemsize * 8}-bit)')
+
+
+def luma(bgr):
+    """(H, W) BT.601 luma 0.299 R + 0.587 G + 0.114 B of an (H, W, 3) BGR integer image, rounded, same dtype."""
+    weights = np.array(GREY_WEIGHTS[::-1])
+    top = np.iinfo(bgr.dtype).max
+    return np.clip(np.rint(bgr @ weights), 0, top).astype(bgr.dtype)
 
 
 if __name__ == '__main__':
