@@ -14,7 +14,8 @@ def atomic_save(obj, path, save=None):
 
 
 def load_checkpoint(path):
-    """Load a checkpoint dict onto the CPU, with a one-line ConfigError for a missing or unreadable file."""
+    """Load a checkpoint dict onto the CPU, with a one-line ConfigError for a missing or unreadable file, or for
+    weights that are not finite (``check_finite``)."""
     if not osp.isfile(path):
         raise ConfigError(f'{path}: no such checkpoint file')
     try:
@@ -23,7 +24,21 @@ def load_checkpoint(path):
         raise ConfigError(f'{path}: not a readable checkpoint ({type(err).__name__})') from None
     if not isinstance(ckpt, dict):
         raise ConfigError(f'{path}: not a checkpoint dict (found {type(ckpt).__name__})')
+    check_finite(ckpt, path)
     return ckpt
+
+
+def check_finite(ckpt, path):
+    """Raise ConfigError naming ``path`` and the first tensor holding NaN or Inf, in ``ckpt`` (a state dict, or a
+    dict of state dicts such as ``{'params': ..., 'params_ema': ...}``): a network with such weights outputs NaN,
+    which becomes a black image or a NaN score."""
+    for key, value in ckpt.items():
+        tensors = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, tensor in tensors:
+            if torch.is_tensor(tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                where = f'{key}.{name}' if name is not None else key
+                raise ConfigError(f'{path}: {where} holds NaN or Inf values; refusing non-finite weights (the run '
+                                  'that saved them diverged)')
 
 
 def params(ckpt, param_key, path):

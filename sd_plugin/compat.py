@@ -159,14 +159,15 @@ def remove_leftover_tmp(opt):
 
 
 def newest_intact_state(opt, device, notes):
-    """Path of the newest ``<iter>.state`` that loads and whose ``net_g_<iter>.pth`` loads too; a damaged file of
-    a newer pair is set aside (``.damaged``) and the fallback noted in ``notes``."""
+    """(path, loaded state) of the newest ``<iter>.state`` that loads and whose ``net_g_<iter>.pth`` loads too, or
+    None; a damaged file of a newer pair is set aside (``.damaged``) and the fallback noted in ``notes``."""
     states, models = opt['path']['training_states'], opt['path']['models']
     for it in _iters(states, '.state'):
         state_path, model_path = osp.join(states, f'{it}.state'), osp.join(models, f'net_g_{it}.pth')
-        damaged = [p for p in (state_path, model_path) if not osp.isfile(p) or _loads(p, device) is None]
+        loaded = {p: _loads(p, device) if osp.isfile(p) else None for p in (state_path, model_path)}
+        damaged = [p for p, value in loaded.items() if value is None]
         if not damaged:
-            return state_path
+            return state_path, loaded[state_path]
         for path in damaged:
             if osp.isfile(path):
                 notes.append(f'resume: {path} is damaged; set aside as {_set_aside(path)}')
@@ -174,6 +175,9 @@ def newest_intact_state(opt, device, notes):
                 notes.append(f'resume: {path} is missing')
         notes.append(f'resume: skipping iteration {it}, trying the previous checkpoint')
     return None
+
+
+RESUMED_AT = {}  # path of the resumed training state -> (epoch, iter), set by load_resume_state
 
 
 def load_resume_state(opt):
@@ -191,21 +195,24 @@ def load_resume_state(opt):
     from sd_plugin.preflight import check_resume_network
     device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
     notes = opt.setdefault('sd_plugin_notes', [])
+    state = None
     if opt['auto_resume']:
         notes += [f'resume: removed {p}, left by an interrupted save' for p in remove_leftover_tmp(opt)]
         latest = newest_intact_state(opt, device, notes)
         if latest is not None:
-            opt['path']['resume_state'] = latest
+            opt['path']['resume_state'], state = latest
     path = opt['path'].get('resume_state')
     if not path:
         return None
     if not osp.isfile(path):
         raise ConfigError(f'path.resume_state={path}: no such file')
-    state = _loads(path, device)
+    if state is None:  # else newest_intact_state has read it: the file is read once
+        state = _loads(path, device)
     if not isinstance(state, dict) or 'iter' not in state:
         raise ConfigError(f'path.resume_state={path}: not a readable training state')
     check_resume(opt, state['iter'])
     check_resume_network(opt)
+    RESUMED_AT[path] = (state['epoch'], state['iter'])  # for create_train_val_dataloader, without reading it again
     return state
 
 
@@ -236,11 +243,14 @@ def create_train_val_dataloader(opt, logger, _original=None):
     result = _original(opt, logger)
     sampler, resume_path = result[1], opt['path'].get('resume_state')
     if resume_path and sampler is not None:
-        state = torch.load(resume_path, map_location='cpu')
+        if resume_path not in RESUMED_AT:  # a state that load_resume_state did not read
+            state = torch.load(resume_path, map_location='cpu')
+            RESUMED_AT[resume_path] = (state['epoch'], state['iter'])
+        epoch, it = RESUMED_AT.pop(resume_path)
         batch = opt['datasets']['train']['batch_size_per_gpu']
         batches_per_epoch = len(sampler) // batch  # the DataLoader drops the last partial batch
-        done = state['iter'] - state['epoch'] * batches_per_epoch
-        sampler.resume_at = (state['epoch'], done * batch)
+        done = it - epoch * batches_per_epoch
+        sampler.resume_at = (epoch, done * batch)
     return result
 
 

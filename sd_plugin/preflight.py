@@ -32,6 +32,10 @@ def registered(registry, key, name):
         raise ConfigError(f'{key}={name!r}: not registered in BasicSR or sd_plugin{hint}')
 
 
+NETWORK_SHAPES = {}  # repr(network_g options) -> {parameter name: meta tensor of its shape}: check_options builds
+# network_g once, and check_resume_network compares a resumed checkpoint with these shapes instead of building it again
+
+
 def build_network(network_opt):
     """The network of ``network_opt`` (checks its arguments), with unknown arguments reported by name."""
     network_opt = dict(network_opt)
@@ -235,6 +239,8 @@ def check_options(opt):
     registered(ARCH_REGISTRY, 'network_g.type', opt['network_g'].get('type'))
     check_memory(opt)
     net = build_network(opt['network_g'])
+    NETWORK_SHAPES[repr(opt['network_g'])] = {k: torch.empty(v.shape, device='meta')
+                                              for k, v in net.state_dict().items()}
     upscale = getattr(net, 'upscale', None)
     if upscale is not None and opt.get('scale') != upscale:
         raise ConfigError(f'scale={opt.get("scale")!r}: network_g.upscale is {upscale}; they must be equal')
@@ -317,7 +323,7 @@ def check_resume_network(opt):
     if not ckpt_path:
         return
     saved = params(load_checkpoint(ckpt_path), 'params', ckpt_path)
-    expected = build_network(opt['network_g']).state_dict()
+    expected = NETWORK_SHAPES.get(repr(opt['network_g'])) or build_network(opt['network_g']).state_dict()
     for name in sorted(set(expected) | set(saved)):
         if name not in saved or name not in expected or saved[name].shape != expected[name].shape:
             raise ConfigError(f'path.resume_state={opt["path"]["resume_state"]}: saved for a different network_g '

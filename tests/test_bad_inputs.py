@@ -92,6 +92,13 @@ def pretrained(kind):
     return edit
 
 
+def drop(key):
+    """A case editor that removes the top-level key ``key``."""
+    def edit(opt, data):
+        del opt[key]
+    return edit
+
+
 CASES = {
     # registries, architecture, plugin keys
     'unknown model type': (set_('model_type', 'SelfDistilSRModel'), "did you mean 'SelfDistillSRModel'"),
@@ -129,8 +136,8 @@ CASES = {
     'num_gpu 1 without CUDA': (set_('num_gpu', 1), 'num_gpu=1: CUDA is not available here'),
     # types as YAML reads them
     'lr 1e-4 is a string to YAML': (yaml_with('lr: 0.001', 'lr: 1e-4'),
-                                    "train.optim_g.lr='1e-4': must be a number > 0; YAML reads 1e-4 as a string: "
-                                    'write it with a decimal point (e.g. 1.0e-4) or as !!float 1e-4'),
+                                    "train.optim_g.lr='1e-4': must be a finite number > 0; YAML reads 1e-4 as a "
+                                    'string: write it with a decimal point (e.g. 1.0e-4) or as !!float 1e-4'),
     'total_iter 2e3 is a string to YAML': (yaml_with('total_iter: 20', 'total_iter: 2e3'),
                                            "train.total_iter='2e3': must be a whole number >= 1; YAML reads 2e3"),
     'true where a width goes': (set_('network_g:num_feat', True),
@@ -180,6 +187,59 @@ CASES = {
     'options file that is a list': (write_text('- name\n- train\n'), 'bad.yml: is a list; an options file is a '
                                     'mapping'),
     'empty options file': (write_text(''), 'bad.yml: is empty; an options file is a mapping'),
+    'a Python tag in the options': (yaml_with('name: bad', 'name: !!python/object/apply:os.getcwd []'),
+                                    'bad.yml: line 1: the tag !!python/object/apply:os.getcwd would run Python code'),
+    # names that become folders
+    'name that climbs out of experiments/': (set_('name', '../../victimdir'),
+                                             "name='../../victimdir': holds '/'; it becomes a folder name"),
+    'name ..': (set_('name', '..'), "name='..': is a path; it becomes a folder name"),
+    'name that is a number': (set_('name', 7), 'name=7: must be a non-empty name (text)'),
+    'validation set name with a slash': (set_('datasets:val:name', 'a/b'), "datasets.val.name='a/b': holds '/'"),
+    # required keys
+    'num_gpu missing': (drop('num_gpu'), 'num_gpu: missing; a training options file needs it'),
+    'path missing': (drop('path'), 'path: missing; a training options file needs it (a mapping)'),
+    'name missing': (drop('name'), 'name: missing; a training options file needs it (a plain name)'),
+    'logger missing': (drop('logger'), 'logger: missing; a training options file needs it (a mapping)'),
+    'an unknown dataset phase': (lambda opt, data: opt['datasets'].update(test=opt['datasets']['val']),
+                                 'datasets.test: a training run has the phases train and val'),
+    # every type the run builds, against the registries
+    'misspelled optimizer': (set_('train:optim_g:type', 'Adamm'),
+                             "train.optim_g.type='Adamm': not registered in BasicSR 1.4.2's get_optimizer; did you "
+                             "mean 'Adam'?"),
+    'misspelled scheduler': (set_('train:scheduler:type', 'MultiStepLr'),
+                             "train.scheduler.type='MultiStepLr': not registered in BasicSR 1.4.2's setup_schedulers; "
+                             "did you mean 'MultiStepLR'?"),
+    'misspelled loss': (set_('train:pixel_opt:type', 'L1Los'), "train.pixel_opt.type='L1Los': not registered in "
+                        "BasicSR or sd_plugin; did you mean 'L1Loss'?"),
+    'misspelled dataset': (set_('datasets:val:type', 'PairedImageDatset'),
+                           "datasets.val.type='PairedImageDatset': not registered in BasicSR or sd_plugin; did you "
+                           "mean 'PairedImageDataset'?"),
+    'misspelled metric': (set_('val:metrics:psnr:type', 'calculate_pnsr'),
+                          "val.metrics.psnr.type='calculate_pnsr': not registered in BasicSR or sd_plugin; did you "
+                          "mean 'calculate_psnr'?"),
+    # types and ranges
+    'negative weight decay': (set_('train:optim_g:weight_decay', -1),
+                              'train.optim_g.weight_decay=-1: must be a finite number >= 0'),
+    'seed a string': (set_('manual_seed', 'abc'), "manual_seed='abc': must be a whole number in [0, 2**32)"),
+    'negative seed': (set_('manual_seed', -1), 'manual_seed=-1: must be a whole number in [0, 2**32)'),
+    'seed of 2**32': (set_('manual_seed', 2**32), 'manual_seed=4294967296: must be a whole number in [0, 2**32)'),
+    'scale 4.0': (set_('scale', 4.0), 'scale=4.0: must be a whole number >= 1; write it as a plain whole number, 4'),
+    'gt_size 32.0': (set_('datasets:train:gt_size', 32.0), 'datasets.train.gt_size=32.0: must be a whole number >= 1'),
+    'batch !!float 2': (yaml_with('batch_size_per_gpu: 2', 'batch_size_per_gpu: !!float 2'),
+                        'datasets.train.batch_size_per_gpu=2.0: must be a whole number >= 1; write it as a plain '
+                        'whole number, 2 (no quotes, no decimal point)'),
+    'batch "4" is a string to YAML': (yaml_with('batch_size_per_gpu: 2', 'batch_size_per_gpu: "4"'),
+                                      "batch_size_per_gpu='4': must be a whole number >= 1; YAML reads 4 as a string: "
+                                      'write it as a plain whole number, 4'),
+    'lr .inf': (yaml_with('lr: 0.001', 'lr: .inf'), 'train.optim_g.lr=inf: must be a finite number > 0'),
+    # what the data allows
+    'batch larger than the training set': (set_('datasets:train:batch_size_per_gpu', 9),
+                                           'datasets.train.batch_size_per_gpu=9: more than the 8 training samples per '
+                                           'GPU'),
+    'patch larger than the training images': (set_('datasets:train:gt_size', 64),
+                                              'datasets.train.gt_size=64: larger than'),
+    'validation images too small for the metric': (set_('val:metrics:psnr:crop_border', 16),
+                                                   'is 32x32, too small for val.metrics.psnr (crop_border 16'),
 }
 
 ARG_CASES = {  # (command-line arguments after sd-train, with {yml} the valid options file, expected message)
@@ -189,6 +249,10 @@ ARG_CASES = {  # (command-line arguments after sd-train, with {yml} the valid op
                               '--force_yml train:ema_decay: expected key:key=value'),
     '--force_yml into a missing section': (['-opt', '{yml}', '--force_yml', 'trian:ema_decay=0.9'],
                                            '--force_yml trian:ema_decay=0.9: trian is not a section of the options'),
+    '--force_yml with code as a list value': (['-opt', '{yml}', '--force_yml', 'network_g:exits=[__import__("os")]'],
+                                              "the value '[__import__(\"os\")]' is not a list of plain values"),
+    '--force_yml with code in a key': (['-opt', '{yml}', '--force_yml', 'x"];__import__("os").getcwd();opt["y=1'],
+                                       'the key \'x"];__import__("os").getcwd();opt["y\' must be plain text'),
 }
 
 
@@ -271,3 +335,107 @@ def test_resume_state_from_a_different_architecture_is_refused(tiny_data, tmp_pa
 
 def test_the_table_has_at_least_50_rows():
     assert len(CASES) + len(ARG_CASES) >= 50
+
+
+def run_tool(module, argv, capsys):
+    """``main(argv)`` of ``sd_plugin.<module>`` in this process: (exit status, stderr). Restores torch's threads,
+    which some tools set."""
+    import importlib
+    threads = torch.get_num_threads()
+    capsys.readouterr()
+    try:
+        importlib.import_module(f'sd_plugin.{module}').main(argv)
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    finally:
+        torch.set_num_threads(threads)
+    return code, capsys.readouterr().err
+
+
+def write_images(folder, count, size):
+    import cv2
+    import numpy as np
+    folder.mkdir(parents=True)
+    for i in range(count):
+        cv2.imwrite(str(folder / f'{i}.png'), np.full((size, size, 3), 40 * i, np.uint8))
+
+
+def tiny_benchmark(tmp):
+    """A benchmark set 'Tiny' of 8x8 GT images (x4), in sd-prepare benchmark layout."""
+    write_images(tmp / 'bench' / 'Tiny' / 'GTmod4', 2, 8)
+    write_images(tmp / 'bench' / 'Tiny' / 'LRbicx4', 2, 2)
+    return ['--data', str(tmp / 'bench'), '--sets', 'Tiny', '--scale', '4', '--json', str(tmp / 'out' / 'e.json')]
+
+
+def malformed_paper(tmp):
+    (tmp / 'paper.json').write_text('{"SD-32": {"Set5": "31.8 / 0.89"},\n}')
+    return ['--table', '1', '--iters', '1', '--data', str(tmp), '--out', str(tmp / 'out'), '--paper',
+            str(tmp / 'paper.json')]
+
+
+def small_data(tmp):
+    write_images(tmp / 'photos', 3, 40)
+    return ['--data', str(tmp / 'photos'), '--out', str(tmp / 'out')]
+
+
+TOOL_CASES = {  # (module, argument builder(tmp_path), expected message); none of them may make tmp/out
+    'sd-eval on 8x8 benchmark images': ('tools.eval', tiny_benchmark, 'GTmod4/0.png is 8x8, too small to measure'),
+    'sd-reproduce --paper with malformed JSON': ('tools.reproduce', malformed_paper,
+                                                 'paper.json: not valid JSON at line 2, column 1'),
+    'sd-quickstart --gt-size 4096': ('tools.quickstart', lambda tmp: ['--gt-size', '4096', '--out', str(tmp / 'out')],
+                                     '--gt-size 4096: larger than the training image astronaut (512x512)'),
+    'sd-quickstart --data smaller than a patch': ('tools.quickstart', small_data,
+                                                  '--gt-size 64: larger than the training image'),
+    'sd-prepare --name that is a path': ('tools.prepare', lambda tmp: ['folder', '--hr', str(tmp), '--name', '../x',
+                                                                       '--out', str(tmp / 'out')],
+                                         "--name='../x': holds '/'; it becomes a folder name"),
+}
+
+
+@pytest.mark.parametrize('case', list(TOOL_CASES))
+def test_other_tools_refuse_bad_input_in_one_line_before_any_output(tmp_path, case, capsys):
+    module, build_args, message = TOOL_CASES[case]
+    code, err = run_tool(module, build_args(tmp_path), capsys)
+    prog = 'sd-' + module.split('.')[-1]
+    assert code == 2, err[-2000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'{prog}: error: ') and message in lines[0], err[-2000:]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_python_tag_runs_nothing_in_any_tool_that_reads_yaml(tiny_data, tmp_path, monkeypatch, capsys):
+    """The tag would make a folder; every reader refuses it in one line, naming the file and line, and runs
+    nothing: sd-train, sd-test (BasicSR's own parser too), sd-study and sd-reproduce."""
+    target = tmp_path / 'pwned'
+    tag = f'!!python/object/apply:os.mkdir ["{target}"]'
+    opt = tiny_options(tiny_data, name='tagged')
+    text = open(write_yaml(opt, tmp_path / 'o.yml')).read().replace('name: tagged', f'name: {tag}', 1)
+    (tmp_path / 'o.yml').write_text(text)
+    for prog in ('sd-train', 'sd-test'):
+        monkeypatch.setattr(sys, 'argv', [prog, '-opt', str(tmp_path / 'o.yml')])
+        code, err = run_tool(prog.split('-')[1], str(tmp_path), capsys)
+        assert_refused(code, err, 'o.yml: line 1: the tag !!python/object/apply:os.mkdir would run Python code',
+                       tmp_path, prog)
+        assert not target.exists()
+    (tmp_path / 'study.yml').write_text(f'name: {tag}\nseeds: [0]\n')
+    code, err = run_tool('tools.study', [str(tmp_path / 'study.yml'), '--out', str(tmp_path / 'out')], capsys)
+    assert_refused(code, err, 'study.yml: line 1: the tag', tmp_path, 'sd-study')
+    (tmp_path / 'templates').mkdir()
+    (tmp_path / 'templates' / 'baseline_sr8.yml').write_text(f'scale: {tag}\n')
+    code, err = run_tool('tools.reproduce', ['--table', '1', '--iters', '1', '--data', str(tmp_path), '--out',
+                                             str(tmp_path / 'out'), '--options', str(tmp_path / 'templates')], capsys)
+    assert_refused(code, err, 'baseline_sr8.yml: line 1: the tag', tmp_path, 'sd-reproduce')
+    assert not target.exists()
+
+
+def test_sd_test_without_a_checkpoint_is_refused(tiny_data, tmp_path, monkeypatch, capsys):
+    opt = tiny_options(tiny_data, name='untrained')
+    for key in ('train', 'logger'):
+        del opt[key]
+    opt['datasets'] = {'test': opt['datasets']['val']}
+    monkeypatch.setattr(sys, 'argv', ['sd-test', '-opt', write_yaml(opt, tmp_path / 't.yml')])
+    code, err = run_tool('test', str(tmp_path), capsys)
+    assert_refused(code, err, 'path.pretrain_network_g: not set; testing would score a randomly initialised network',
+                   tmp_path, 'sd-test')
+    assert not (tmp_path / 'results').exists()

@@ -171,3 +171,54 @@ def test_two_process_gloo_training_matches_one_process_with_the_same_total_batch
     for (_, v1), (_, v2) in zip(m1, m2):
         assert abs(float(v1) - float(v2)) < 1e-3
     assert shutil.which('torchrun', path=BIN)
+
+
+def test_total_iter_is_trained_exactly_when_the_last_batch_is_partial(tmp_path, monkeypatch):
+    """3 images, batch 2: the loader drops the partial batch, so an epoch is 1 iteration, not BasicSR's ceil(3/2)."""
+    from helpers import write_pairs
+
+    from sd_plugin.train import main
+    train = write_pairs(str(tmp_path / 'train'), 3, 48, 4, seed=3)
+    opt = tiny_options({'train': train, 'val': train}, name='exact', total_iter=6)
+    del opt['val'], opt['datasets']['val']
+    opt['logger'].update(save_checkpoint_freq=3, use_tb_logger=False)
+    monkeypatch.setattr(sys, 'argv', ['sd-train', '-opt', write_yaml(opt, tmp_path / 'exact.yml')])
+    main(str(tmp_path))
+    states = tmp_path / 'experiments' / 'exact' / 'training_states'
+    assert sorted(os.listdir(states)) == ['3.state', '6.state']
+    assert torch.load(states / '6.state', weights_only=False)['iter'] == 6
+
+
+def test_auto_resume_removes_only_the_temporary_files_of_its_own_saves(tmp_path):
+    from sd_plugin.compat import remove_leftover_tmp
+    models, states = tmp_path / 'models', tmp_path / 'training_states'
+    ours = [models / '.net_g_10.pth.k2j4_9xa.tmp', models / '.net_g_latest.pth.abcdefgh.tmp',
+            states / '.10.state.0a1b2c3d.tmp']
+    theirs = [models / '.notes.tmp', models / '.my_net.pth.abcdefgh.tmp', models / '.net_g_10.pth.tmp',
+              states / '.10.state.x.tmp', models / 'net_g_10.pth']
+    for path in ours + theirs:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b'x')
+    removed = remove_leftover_tmp({'path': {'models': str(models), 'training_states': str(states)}})
+    assert sorted(removed) == sorted(str(p) for p in ours)
+    assert all(p.exists() for p in theirs) and not any(p.exists() for p in ours)
+
+
+def test_non_finite_weights_are_refused_when_loading(tmp_path, capsys):
+    import cv2
+    import numpy as np
+    from basicsr.archs.srresnet_arch import MSRResNet
+
+    from sd_plugin.tools.upscale import main
+    state = MSRResNet(num_feat=8, num_block=2).state_dict()
+    state['body.1.conv2.weight'][0, 0, 0, 0] = float('nan')
+    torch.save({'params': state}, tmp_path / 'nan.pth')
+    cv2.imwrite(str(tmp_path / 'in.png'), np.full((8, 8, 3), 100, np.uint8))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as done:
+        main([str(tmp_path / 'in.png'), '--model', str(tmp_path / 'nan.pth'), '--out', str(tmp_path / 'out')])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 2 and err == [f'sd-upscale: error: {tmp_path / "nan.pth"}: params.body.1.conv2.weight '
+                                            'holds NaN or Inf values; refusing non-finite weights (the run that saved '
+                                            'them diverged)']
+    assert not (tmp_path / 'out').exists() or not os.listdir(tmp_path / 'out')

@@ -133,3 +133,66 @@ def test_the_shipped_study_files_load_and_build_every_arm(name):
         assert opt['train']['total_iter'] == spec['iters'] and opt['manual_seed'] == 0
         build_network({**opt['network_g'], 'num_block': min(opt['network_g']['num_block'], 8),
                        'exits': [e for e in opt['network_g'].get('exits', []) if e < 8]})
+
+
+def spec_edit(path, value):
+    """A study-file editor that sets spec[k1][k2]... = value, for a ':'-separated path."""
+    def edit(spec):
+        *keys, last = path.split(':')
+        node = spec
+        for key in keys:
+            node = node[key]
+        node[last] = value
+    return edit
+
+
+BAD_SPECS = {  # editor of the tiny study file (a dict), expected one-line message
+    'arms: ~': (spec_edit('arms', None), 'arms=None: must be a mapping of arm name to overrides'),
+    'an arm that is a list': (spec_edit('arms:sd4', [1, 2]), 'arms.sd4=[1, 2]: must be a mapping of overrides'),
+    'base: {}': (spec_edit('base', {}), "arms.alone2: base merged with the arm lacks a section the study sets ('val')"),
+    'an arm named as a path': (lambda spec: spec['arms'].update({'../../victim': {}}),
+                               "arm name='../../victim': holds '/'; it becomes a folder name"),
+    'no TensorBoard logs': (spec_edit('base:logger:use_tb_logger', False),
+                            'arms.alone2: logger.use_tb_logger=False; sd-study reads its learning curves from the '
+                            'TensorBoard logs'),
+    'a schedule naming an absent seed': (spec_edit('schedule', [{'arms': ['sd4'], 'seeds': [5]}]),
+                                         "schedule[0].seeds: seed 5 is not a seed of arm 'sd4' ([0, 1])"),
+    'a misspelled optimizer in base': (spec_edit('base:train:optim_g:type', 'Adamm'),
+                                       "arms.alone2 (base + its overrides): train.optim_g.type='Adamm': not "
+                                       "registered in BasicSR 1.4.2's get_optimizer; did you mean 'Adam'?"),
+    'a seed of 2**32 in an arm': (spec_edit('arms:sd4:seeds', [2**32]),
+                                  'arms.sd4 (base + its overrides): manual_seed=4294967296: must be a whole number in '
+                                  '[0, 2**32)'),
+}
+
+
+def run_study_main(argv, capsys):
+    from sd_plugin.tools.study import main
+    capsys.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize('case', list(BAD_SPECS))
+def test_a_bad_study_file_is_refused_in_one_line_before_any_run(tiny_data, tmp_path, case, capsys):
+    edit, message = BAD_SPECS[case]
+    path = tiny_spec(tiny_data, tmp_path)
+    spec = yaml.safe_load(open(path))
+    edit(spec)
+    open(path, 'w').write(yaml.safe_dump(spec, sort_keys=False))
+    code, err = run_study_main([path, '--out', str(tmp_path / 'o')], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith('sd-study: error: ') and message in lines[0], err
+    assert not (tmp_path / 'o').exists() and not (tmp_path.parent / 'victim').exists()
+
+
+def test_report_only_on_a_missing_folder_is_an_error(tiny_data, tmp_path, capsys):
+    code, err = run_study_main([tiny_spec(tiny_data, tmp_path), '--out', str(tmp_path / 'nope'), '--report-only'],
+                               capsys)
+    assert code == 2 and err.strip() == f'sd-study: error: --report-only --out {tmp_path / "nope"}: no study there ' \
+        f'(no {tmp_path / "nope" / "runs"} folder); nothing to report'
+    assert not (tmp_path / 'nope').exists()

@@ -14,6 +14,8 @@ import torch
 import yaml
 
 from sd_plugin.errors import ConfigError
+from sd_plugin.names import plain_name
+from sd_plugin.yamlio import load_yaml
 
 STUDY_KEYS = ('name', 'seeds', 'iters', 'val_freq', 'student_depth', 'baseline', 'arms', 'base')
 ARM_KEYS = ('label', 'seeds')
@@ -42,16 +44,16 @@ def load_spec(path, **overrides):
     names to keep) replace its values when not None (``seeds`` also replaces the seeds an arm lists itself)."""
     if not osp.isfile(path):
         raise ConfigError(f'{path}: no such study file')
-    try:
-        with open(path) as f:
-            spec = yaml.safe_load(f)
-    except yaml.YAMLError as err:
-        raise ConfigError(f'{path}: not valid YAML ({str(err).splitlines()[0]})') from None
+    spec = load_yaml(path, 'study file')
     if not isinstance(spec, dict):
         raise ConfigError(f'{path}: a study file is a mapping with keys {", ".join(STUDY_KEYS)}')
     missing = [k for k in STUDY_KEYS if k not in spec]
     if missing:
         raise ConfigError(f'{path}: missing key {missing[0]!r}')
+    if not isinstance(spec['arms'], dict) or not spec['arms']:
+        raise ConfigError(f'arms={spec["arms"]!r}: must be a mapping of arm name to overrides')
+    if not isinstance(spec['base'], dict):
+        raise ConfigError(f'base={spec["base"]!r}: must be a mapping (a BasicSR training options file)')
     for key, value in overrides.items():
         if value is not None and key != 'arms':
             spec[key] = value
@@ -68,9 +70,10 @@ def load_spec(path, **overrides):
         raise ConfigError(f'seeds={spec["seeds"]!r}: must be a non-empty list of integers')
     if spec['baseline'] not in spec['arms']:
         raise ConfigError(f'baseline={spec["baseline"]!r}: not one of the arms ({", ".join(spec["arms"])})')
-    if not isinstance(spec['arms'], dict) or not spec['arms']:
-        raise ConfigError('arms: must be a mapping of arm name to overrides')
     for name, arm in spec['arms'].items():
+        plain_name('arm name', name)  # it names the run's folder under --out
+        if arm is not None and not isinstance(arm, dict):
+            raise ConfigError(f'arms.{name}={arm!r}: must be a mapping of overrides (label, seeds, network_g, ...)')
         arm = spec['arms'][name] = dict(arm or {})
         arm.setdefault('label', name)
         arm.setdefault('seeds', spec['seeds'])
@@ -83,9 +86,40 @@ def load_spec(path, **overrides):
         unknown = [a for a in stage['arms'] if a not in spec['arms']]
         if unknown and not keep:
             raise ConfigError(f'schedule[{i}].arms: {unknown[0]!r} is not an arm')
+        absent = [(a, s) for a in stage['arms'] if a in spec['arms'] for s in stage['seeds']
+                  if s not in spec['arms'][a]['seeds']]
+        if absent and overrides.get('seeds') is None:
+            raise ConfigError(f'schedule[{i}].seeds: seed {absent[0][1]!r} is not a seed of arm {absent[0][0]!r} '
+                              f'({spec["arms"][absent[0][0]]["seeds"]}); the schedule only orders the runs')
+    check_arm_options(spec)
     if not has_student(spec, spec['baseline']):
         raise ConfigError(f'baseline={spec["baseline"]!r}: has no output at student_depth={spec["student_depth"]}')
     return spec
+
+
+def check_arm_options(spec):
+    """Each arm's BasicSR options (``run_options``) pass the plugin's file-free option checks (required keys, types,
+    registered types: ``preflight.check_option_values``), and log to TensorBoard, which the report reads: a bad arm
+    is refused before any run trains."""
+    from sd_plugin.preflight import check_option_values
+    for arm, arm_spec in spec['arms'].items():
+        seeds = arm_spec['seeds']
+        if not isinstance(seeds, list) or not seeds or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f'arms.{arm}.seeds={seeds!r}: must be a non-empty list of integers')
+        try:
+            opt = run_options(spec, arm, seeds[0], 'init.pth')
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ConfigError(f'arms.{arm}: base merged with the arm lacks a section the study sets ({err}); base '
+                              'is a BasicSR training options file (datasets, network_g, path, train, val, logger)') \
+                from None
+        try:
+            check_option_values(opt, is_train=True)
+        except ConfigError as err:
+            raise ConfigError(f'arms.{arm} (base + its overrides): {err}') from None
+        if opt['logger'].get('use_tb_logger') is not True:
+            raise ConfigError(f'arms.{arm}: logger.use_tb_logger={opt["logger"].get("use_tb_logger")!r}; sd-study '
+                              'reads its learning curves from the TensorBoard logs, so it must be true')
 
 
 def has_student(spec, arm):

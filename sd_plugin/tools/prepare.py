@@ -3,6 +3,7 @@ bicubic LR; folders or LMDBs; outputs written atomically, never over an input). 
 import argparse
 
 from sd_plugin.cli import one_line_errors
+from sd_plugin.names import plain_name
 from sd_plugin.prepare import prepare_benchmark, prepare_div2k, prepare_folder
 
 
@@ -11,12 +12,12 @@ def run_div2k(args):
 
 
 def run_folder(args):
-    return prepare_folder(args.hr, args.name, args.out, args.scale, args.subimages, args.crop, args.step, args.lmdb,
-                          args.overwrite)
+    return prepare_folder(args.hr, plain_name('--name', args.name), args.out, args.scale, args.subimages, args.crop,
+                          args.step, args.lmdb, args.overwrite)
 
 
 def run_benchmark(args):
-    return prepare_benchmark(args.hr, args.name, args.out, args.scale, args.overwrite)
+    return prepare_benchmark(args.hr, plain_name('--name', args.name), args.out, args.scale, args.overwrite)
 
 
 def build_parser():

@@ -130,15 +130,44 @@ def write_hr_images(out, data_dir):
                 img = skimage_image(name)
                 write_image(osp.join(folders[split], f'{name}.png'), img[..., ::-1] if img.ndim == 3 else img)
         return folders
+    for split, names in split_data(data_dir).items():
+        for name in names:
+            shutil.copy(osp.join(data_dir, name), folders[split])
+    return folders
+
+
+def split_data(data_dir):
+    """{'train': names, 'val': names} of the images of ``data_dir``: the last tenth (at least one), sorted by name,
+    for validation."""
     if not osp.isdir(data_dir):
         raise ConfigError(f'--data {data_dir}: no such folder')
     files = sorted(f for f in os.listdir(data_dir) if f.lower().endswith(IMAGE_EXTENSIONS))
     if len(files) < 2:
         raise ConfigError(f'--data {data_dir}: needs at least 2 images (found {len(files)})')
     n_val = max(1, len(files) // 10)
-    for i, name in enumerate(files):
-        shutil.copy(osp.join(data_dir, name), folders['val' if i >= len(files) - n_val else 'train'])
-    return folders
+    return {'train': files[:-n_val], 'val': files[-n_val:]}
+
+
+def check_data_sizes(data_dir, gt_size):
+    """Before anything is written: every training image holds a ``gt_size`` patch (after cropping to a multiple of
+    the scale) and every validation image is large enough to measure (sd-eval's SSIM after a border of the scale)."""
+    from sd_plugin.evaluation.protocol import SSIM_WINDOW
+    from sd_plugin.preflight import image_size
+    if data_dir is None:
+        sizes = {split: [(name, skimage_image(name).shape[1::-1]) for name in names]
+                 for split, names in (('train', SKIMAGE_TRAIN), ('val', SKIMAGE_VAL))}
+    else:
+        sizes = {split: [(osp.join(data_dir, name), image_size(osp.join(data_dir, name))) for name in names]
+                 for split, names in split_data(data_dir).items()}
+    where = f'--data {data_dir}' if data_dir else 'the bundled sample images'
+    for name, (width, height) in sizes['train']:
+        if min(width, height) // SCALE * SCALE < gt_size:
+            raise ConfigError(f'--gt-size {gt_size}: larger than the training image {name} ({width}x{height}) of '
+                              f'{where}; use a smaller --gt-size or larger images')
+    for name, (width, height) in sizes['val']:
+        if min(width, height) // SCALE * SCALE < SSIM_WINDOW + 2 * SCALE:
+            raise ConfigError(f'{where}: the validation image {name} is {width}x{height}; it must be at least '
+                              f'{SSIM_WINDOW + 2 * SCALE} px per side to be measured (SSIM after a {SCALE} px border)')
 
 
 def training_options(out, iters, num_feat, num_block, exit_depth, gt_size, lr, train_count):
@@ -241,6 +270,7 @@ def main(argv=None):
     SRResNetMultiExit(num_feat=args.feat, num_block=args.blocks, exits=[args.exit_depth])  # checks them early
     out = osp.abspath(args.out)
     check_apart({'--out': out}, {'--data': args.data})
+    check_data_sizes(args.data, args.gt_size)
     compat.install()
     fresh = not osp.lexists(out)
     if claim_folder(out, TOOL):  # an earlier quickstart's folder: replace only what it wrote

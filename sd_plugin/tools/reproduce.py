@@ -24,6 +24,7 @@ from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import plot
 from sd_plugin.files import shipped_options
 from sd_plugin.text import markdown_table
+from sd_plugin.yamlio import load_yaml
 
 PAPER_SETS = ['Set5', 'Set14', 'BSD100', 'Urban100']  # the paper's column order; other sets follow by name
 TABLES = {  # table -> [(options file stem, row label)]
@@ -47,8 +48,7 @@ def benchmark_sets(data, scale):
 def run_options(template, iters, data, sets):
     """The option dict of one run: ``template`` with ``iters`` iterations (constant learning rate, validation and a
     checkpoint at the end), its ``datasets/`` paths moved under ``data``, and validation on ``sets``."""
-    with open(template) as f:
-        opt = yaml.safe_load(f)
+    opt = load_yaml(template, '--options')
     opt['name'] = f'{opt["name"]}_{iters}it'
     train = opt['train']
     train.update(total_iter=iters)
@@ -67,6 +67,24 @@ def run_options(template, iters, data, sets):
                                        'dataroot_gt': osp.join(data, name, f'GTmod{opt["scale"]}'),
                                        'dataroot_lq': osp.join(data, name, f'LRbicx{opt["scale"]}')}
     return opt
+
+
+def read_paper(path):
+    """The ``--paper`` JSON: {row label: {set name: "PSNR / SSIM"}}; a ConfigError naming the file, and the line of
+    a syntax error, for anything else."""
+    try:
+        with open(path) as f:
+            paper = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f'--paper {path}: not valid JSON at line {err.lineno}, column {err.colno} ({err.msg})') \
+            from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f'--paper {path}: cannot read it ({type(err).__name__}: {getattr(err, "strerror", "")})') \
+            from None
+    if not isinstance(paper, dict) or not all(isinstance(row, dict) for row in paper.values()):
+        raise ConfigError(f'--paper {path}: must be a JSON object of row label -> {{set name: "PSNR / SSIM"}}, e.g. '
+                          '{"SD-32 exit 8": {"Set5": "31.80 / 0.8900"}}')
+    return paper
 
 
 def train(opt, out):
@@ -137,8 +155,7 @@ def reproduce(table, iters, data, out, options_dir=None, paper=None):
         template = osp.join(options_dir, f'{stem}.yml')
         if not osp.isfile(template):
             raise ConfigError(f'--options {options_dir}: no {stem}.yml')
-        with open(template) as f:
-            scale = yaml.safe_load(f)['scale']
+        scale = (load_yaml(template, '--options') or {}).get('scale')
         opt = run_options(template, iters, data, benchmark_sets(data, scale))
         ckpt, seconds = train(opt, out)
         runs.append({'model': opt['name'], 'label': label, 'options': template, 'iters': iters, 'seconds': seconds,
@@ -172,10 +189,7 @@ def main(argv=None):
                         'shipped with sd_plugin)')
     parser.add_argument('--paper', default=None, help='JSON of the paper\'s values to print beside ours')
     args = parser.parse_args(argv)
-    paper = None
-    if args.paper:
-        with open(args.paper) as f:
-            paper = json.load(f)
+    paper = read_paper(args.paper) if args.paper else None
     reproduce(args.table, args.iters, args.data, args.out, args.options, paper)
     print(open(osp.join(osp.abspath(args.out), f'table{args.table}.md')).read())
 

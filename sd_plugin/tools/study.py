@@ -2,6 +2,7 @@
 differences with 95 % confidence intervals (JSON, markdown, PNG). Rerunning the same command continues a stopped
 study. See docs/study.md."""
 import argparse
+import os
 import signal
 import sys
 
@@ -54,6 +55,9 @@ def main(argv=None):
         raise ConfigError(f'--parallel {args.parallel}: must be >= 1')
     spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
                      val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None)
+    if args.report_only and not os.path.isdir(os.path.join(args.out, 'runs')):
+        raise ConfigError(f'--report-only --out {args.out}: no study there (no {os.path.join(args.out, "runs")} '
+                          'folder); nothing to report')
     previous = stop_children_on_signals()
     try:
         failures = [] if args.report_only else run_study(spec, args.out, args.parallel)
