@@ -6,18 +6,24 @@ changes nothing else in BasicSR. The plugin's launchers (``sd-train``, ``sd-test
 lists them (``INSTALLED``) at the top of the training log:
 
 in ``basicsr.train`` / ``basicsr.test`` (what ``train_pipeline`` / ``test_pipeline`` call):
-  * ``parse_options``: first checks the command line (``-opt`` is a readable YAML mapping, ``--force_yml`` entries
-    are ``a:b=value`` with existing keys), then BasicSR's parser, then ``sd_plugin.preflight.check_options``. A bad
-    option ends the run in one line, before any folder is made.
+  * ``parse_options``: first checks the command line (``-opt`` is a readable YAML mapping, read safely, with the
+    keys BasicSR's parser needs; ``--force_yml`` entries are ``a:b=value`` with existing keys and plain values), then
+    BasicSR's parser, then ``sd_plugin.preflight.check_options``. A bad option ends the run in one line, before any
+    folder is made.
   * ``load_resume_state``: BasicSR maps the state onto ``torch.cuda.current_device()`` unconditionally (resuming
     crashes without CUDA) and ``--auto_resume`` looks in ``experiments/<name>`` relative to the working directory.
     Ours loads onto the run's device, from the experiment root ``parse_options`` computed, and with
     ``--auto_resume`` falls back to the newest intact (state, model) pair when the newest is damaged, setting the
-    damaged file aside as ``<name>.damaged`` and removing the temporary files a killed save left.
+    damaged file aside as ``<name>.damaged`` and removing the temporary files a killed save of its own left.
   * ``build_dataset`` / ``EnlargedSampler`` / ``create_train_val_dataloader``: ``sd_plugin.data.resumable``, so that
     every sample's augmentation is seeded from (seed, epoch, position) and a resumed run replays the data exactly.
+    ``create_train_val_dataloader`` also counts epochs by the batches the loader gives (it drops the last partial
+    batch), so that exactly ``train.total_iter`` iterations run.
 in ``basicsr.utils.options``:
   * ``init_dist``: BasicSR assumes NCCL and CUDA; without CUDA ours uses gloo.
+  * ``ordered_yaml``: BasicSR's loader constructs any Python object a tag names (``!!python/object/apply:os.system``
+    runs a command). Ours returns ``sd_plugin.yamlio.SafeOrderedLoader``: plain data in order, Python tags refused.
+  * ``_postprocess_yml_value``: BasicSR ``eval``s a ``--force_yml`` list; ours reads it with ``ast.literal_eval``.
 in ``BaseModel`` (every model):
   * ``save_network`` / ``save_training_state``: BasicSR writes straight to the final name, and after three failed
     attempts logs "Just ignore it" and trains on. Ours write atomically (``sd_plugin.files.atomic_write``) and end
@@ -31,6 +37,7 @@ In the BasicSR-checkout drop-in (``sd-basicsr-dropin``), ``python basicsr/train.
 import contextlib
 import functools
 import os
+import re
 import sys
 import types
 from os import path as osp
@@ -66,11 +73,13 @@ def basicsr_import_finished():
 # ----------------------------------------------------------------------------------------- parse_options
 
 
-def check_command_line(argv):
-    """The parts of BasicSR's command line that its parser would turn into a traceback: ``-opt`` must name a
-    readable YAML file holding a mapping; each ``--force_yml`` entry must be ``key:key=value`` with existing keys."""
-    import yaml
-    from basicsr.utils.options import ordered_yaml
+def check_command_line(argv, is_train=True):
+    """The parts of BasicSR's command line that its parser would turn into a traceback or run as code: ``-opt``
+    must name a readable YAML file holding a mapping, read safely (``sd_plugin.yamlio``: a Python tag is refused
+    before BasicSR's parser reads the file) with the keys BasicSR's parser needs (``preflight.check_before_parse``);
+    each ``--force_yml`` entry must be ``key:key=value`` with existing sections and a value BasicSR can read."""
+    from sd_plugin.preflight import check_before_parse
+    from sd_plugin.yamlio import load_yaml
     args = list(argv[1:])
     if '-opt' not in args or args.index('-opt') + 1 >= len(args):
         return None  # BasicSR's argparse says what is missing
@@ -79,18 +88,11 @@ def check_command_line(argv):
         raise ConfigError(f'-opt {opt_path}: no such file')
     if not osp.isfile(opt_path):
         raise ConfigError(f'-opt {opt_path}: is a folder, not an options file')
-    try:
-        with open(opt_path) as f:
-            opt = yaml.load(f, Loader=ordered_yaml()[0])
-    except yaml.YAMLError as err:
-        mark = getattr(err, 'problem_mark', None)
-        where = f' at line {mark.line + 1}, column {mark.column + 1}' if mark else ''
-        raise ConfigError(f'-opt {opt_path}: not valid YAML{where} ({getattr(err, "problem", None) or err})') from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f'-opt {opt_path}: cannot read it ({type(err).__name__})') from None
+    opt = load_yaml(opt_path, '-opt')
     if not isinstance(opt, dict):
         kind = 'empty' if opt is None else f'a {type(opt).__name__}'
         raise ConfigError(f'-opt {opt_path}: is {kind}; an options file is a mapping of keys (name, model_type, ...)')
+    check_before_parse(opt, is_train)
     if '--force_yml' in args:
         for entry in args[args.index('--force_yml') + 1:]:
             if entry.startswith('-'):
@@ -99,23 +101,57 @@ def check_command_line(argv):
     return opt
 
 
+FORCE_YML_KEY = re.compile(r'[^"\\\x00-\x1f]+')  # BasicSR exec()s opt["key"]...=value: no quote, backslash, newline
+
+
 def check_force_yml(entry, opt):
     """One ``--force_yml`` entry: ``a:b:c=value`` where ``opt[a][b]`` is a mapping (BasicSR creates no new
-    sections)."""
+    sections), every key plain text (BasicSR pastes the keys into code it ``exec``s) and the value one that
+    ``postprocess_yml_value`` reads (a list is a Python literal, ``!!float x`` a number)."""
+    import ast
     if entry.count('=') != 1 or not entry.split('=')[0].strip():
         raise ConfigError(f'--force_yml {entry}: expected key:key=value, e.g. train:ema_decay=0.999')
     keys = [k.strip() for k in entry.split('=')[0].split(':')]
+    for key in keys:
+        if not FORCE_YML_KEY.fullmatch(key):
+            raise ConfigError(f'--force_yml {entry}: the key {key!r} must be plain text (no quote, backslash or '
+                              'line break)')
     node = opt
     for depth, key in enumerate(keys[:-1]):
         node = node.get(key) if isinstance(node, dict) else None
         if not isinstance(node, dict):
             raise ConfigError(f'--force_yml {entry}: {":".join(keys[:depth + 1])} is not a section of the options')
+    value = entry.split('=')[1].strip()
+    try:
+        if value.startswith('['):
+            ast.literal_eval(value)
+        elif value.startswith('!!float'):
+            float(value.replace('!!float', ''))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ConfigError(f'--force_yml {entry}: the value {value!r} is not a list of plain values (e.g. [4, 8]) '
+                          'or a number') from None
+
+
+def postprocess_yml_value(value, _original=None):
+    """``basicsr.utils.options._postprocess_yml_value`` (a ``--force_yml`` value), reading a list with
+    ``ast.literal_eval`` where BasicSR ``eval``s it (which runs any code)."""
+    import ast
+    if value.startswith('['):
+        return ast.literal_eval(value)
+    return _original(value)
+
+
+def ordered_yaml(_original=None):
+    """``basicsr.utils.options.ordered_yaml``: the same (Loader, Dumper), with ``sd_plugin.yamlio``'s safe loader,
+    so that BasicSR's parser reads an options file as data (its loader runs ``!!python/object/apply`` tags)."""
+    from sd_plugin.yamlio import SafeOrderedLoader
+    return SafeOrderedLoader, _original()[1]
 
 
 def parse_options(root_path, is_train=True, _original=None):
     """``basicsr.utils.options.parse_options``, between ``check_command_line`` and ``preflight.check_options``."""
     from sd_plugin.preflight import check_options
-    check_command_line(sys.argv)
+    check_command_line(sys.argv, is_train)
     opt, args = _original(root_path, is_train)
     check_options(opt)
     return opt, args
@@ -143,16 +179,24 @@ def _set_aside(path):
     return path + '.damaged'
 
 
+# the final names BasicSR's save_network / save_training_state write in models/ and training_states/
+SAVED_NAMES = {'models': re.compile(r'net_g(_ema)?_(\d+|latest)\.pth'), 'training_states': re.compile(r'\d+\.state')}
+
+
 def remove_leftover_tmp(opt):
-    """Delete the temporary files that a save killed midway left in the run's models/ and training_states/
-    (``sd_plugin.files.is_leftover_tmp``); returns their paths."""
+    """Delete the temporary files that a save killed midway left in the run's models/ and training_states/:
+    ``.<final name>.<random>.tmp`` (``sd_plugin.files.is_leftover_tmp``) of a checkpoint or state name that the
+    run writes (``SAVED_NAMES``); any other file, hidden or not, is left alone. Returns the paths removed."""
     from sd_plugin.files import is_leftover_tmp
     removed = []
-    for key in ('models', 'training_states'):
+    for key, saved in SAVED_NAMES.items():
         folder = opt['path'].get(key)
         if folder and osp.isdir(folder):
             for name in os.listdir(folder):
-                if is_leftover_tmp(name):
+                final = name[1:].rsplit('.', 2)[0] if name.count('.') >= 3 else ''
+                random_part = name.rsplit('.', 2)[-2] if name.count('.') >= 3 else ''
+                if (saved.fullmatch(final) and re.fullmatch(r'[a-z0-9_]{8}', random_part)
+                        and is_leftover_tmp(name, [final]) and osp.isfile(osp.join(folder, name))):
                     os.remove(osp.join(folder, name))
                     removed.append(osp.join(folder, name))
     return removed
@@ -228,6 +272,20 @@ def build_dataset(dataset_opt):
     return SeededDataset(basicsr_build_dataset(dataset_opt), dataset_opt.get('manual_seed', 0))
 
 
+def exact_total_epochs(result, logger):
+    """``create_train_val_dataloader``'s result with ``total_epochs`` counted from the batches the training loader
+    gives. BasicSR counts ceil(N / batch) iterations per epoch but its loader drops the last partial batch
+    (``drop_last``), so with 3 images and batch 2 ``total_iter: 20`` stopped at iteration 11."""
+    import math
+    train_loader, sampler, val_loaders, total_epochs, total_iters = result
+    batches = len(train_loader)  # preflight.check_options refused a batch larger than the training set
+    exact = math.ceil(total_iters / batches)
+    if exact != total_epochs:
+        logger.info(f'sd_plugin: the training loader drops the last partial batch: {batches} iterations per epoch, '
+                    f'{exact} epochs for {total_iters} iterations')
+    return train_loader, sampler, val_loaders, exact, total_iters
+
+
 def create_train_val_dataloader(opt, logger, _original=None):
     """``basicsr.train.create_train_val_dataloader``; it first logs what ``install`` changed, the torch threads and any
     resume notes, then, on resume, makes the sampler skip the samples of the resumed epoch that the interrupted run
@@ -241,6 +299,7 @@ def create_train_val_dataloader(opt, logger, _original=None):
     for dataset_opt in opt['datasets'].values():
         dataset_opt.setdefault('manual_seed', opt['manual_seed'])
     result = _original(opt, logger)
+    result = exact_total_epochs(result, logger)
     sampler, resume_path = result[1], opt['path'].get('resume_state')
     if resume_path and sampler is not None:
         if resume_path not in RESUMED_AT:  # a state that load_resume_state did not read
@@ -386,6 +445,10 @@ def install():
     replace(basicsr.train, 'create_train_val_dataloader', create_train_val_dataloader, 'resumed epochs skip the '
             'samples already trained on')
     replace(basicsr.utils.options, 'init_dist', init_dist, 'gloo without CUDA')
+    replace(basicsr.utils.options, 'ordered_yaml', ordered_yaml, 'options are read as data (a safe loader that '
+            'refuses Python tags)')
+    replace(basicsr.utils.options, '_postprocess_yml_value', postprocess_yml_value, '--force_yml lists are read as '
+            'literals, not eval()ed')
     replace(BaseModel, 'save_network', save_network, 'atomic; a failed save stops the run', method=True)
     replace(BaseModel, 'save_training_state', save_training_state, 'atomic, with best-metric records; a failed '
             'save stops the run', method=True)

@@ -2,7 +2,10 @@
 
 Everything here raises ``ConfigError`` with a one-line message naming the key, value or file. ``check_options`` runs
 inside ``parse_options`` once ``sd_plugin.compat.install`` has run (``sd-train``, ``sd-test``), right after BasicSR
-has read the YAML and before ``train_pipeline`` / ``test_pipeline`` make any folder.
+has read the YAML and before ``train_pipeline`` / ``test_pipeline`` make any folder; ``check_before_parse`` runs
+earlier, on the YAML as read, on what BasicSR's parser itself needs. The checks are tables: ``REQUIRED_KEYS``,
+``TYPED_KEYS`` (types and ranges), ``TYPED_NAMES`` (each ``type`` against BasicSR's registries, with "did you mean"),
+and the data (readable pairs, a full batch, patches that fit, validation images large enough for the metrics).
 """
 import inspect
 import numbers
@@ -13,23 +16,62 @@ from os import path as osp
 
 import torch
 from basicsr.data.data_util import paired_paths_from_folder
-from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from PIL import Image
 from tqdm import tqdm
 
 from sd_plugin.checkpoint import load_checkpoint, params
 from sd_plugin.errors import ConfigError
+from sd_plugin.names import plain_name
 from sd_plugin.text import did_you_mean
 
 MISPLACED = {'distill_opt': 'train.self_distill.distill_opt',
              'student_pixel_weight': 'train.self_distill.student_pixel_weight'}
 
 
-def registered(registry, key, name):
-    """Raise ConfigError unless ``name`` is registered in ``registry``; ``key`` names the YAML key."""
-    if name not in registry:
-        hint = did_you_mean(name, [registered_name for registered_name, _ in registry])
-        raise ConfigError(f'{key}={name!r}: not registered in BasicSR or sd_plugin{hint}')
+def registered(registry, key, name, where='BasicSR or sd_plugin'):
+    """Raise ConfigError unless ``name`` is registered in ``registry`` (a BasicSR Registry, or a tuple of the names
+    ``where`` accepts); ``key`` names the YAML key."""
+    names = list(registry) if isinstance(registry, tuple) else [registered_name for registered_name, _ in registry]
+    if name not in names:
+        hint = did_you_mean(name, names)
+        if isinstance(registry, tuple) and not hint:
+            hint = f'; {where} accepts: {", ".join(names)}'
+        raise ConfigError(f'{key}={name!r}: not registered in {where}{hint}')
+
+
+# What BasicSR 1.4.2's BaseModel.get_optimizer and setup_schedulers accept (they are if/else chains, no registry).
+OPTIMIZERS = ('Adam',)
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
+# (key path, registry, where, required) of every ``type`` the run builds; a section that is absent is not checked,
+# and a type that is not required may be left out of its section (the plugin's default applies). The datasets' and
+# metrics' types are checked in check_registries.
+TYPED_NAMES = [
+    ('model_type', MODEL_REGISTRY, 'BasicSR or sd_plugin', True),
+    ('network_g.type', ARCH_REGISTRY, 'BasicSR or sd_plugin', True),
+    ('train.optim_g.type', OPTIMIZERS, "BasicSR 1.4.2's get_optimizer", True),
+    ('train.scheduler.type', SCHEDULERS, "BasicSR 1.4.2's setup_schedulers", True),
+    ('train.pixel_opt.type', LOSS_REGISTRY, 'BasicSR or sd_plugin', True),
+    ('train.perceptual_opt.type', LOSS_REGISTRY, 'BasicSR or sd_plugin', True),
+    ('train.self_distill.distill_opt.type', LOSS_REGISTRY, 'BasicSR or sd_plugin', False),
+    ('train.self_distill.feature_distill_opt.type', LOSS_REGISTRY, 'BasicSR or sd_plugin', False),
+]
+
+
+def check_registries(opt):
+    """Every ``type`` the run builds (model, network, optimizer, scheduler, losses, each data set, each metric) is
+    one BasicSR or the plugin knows, with the closest known name when it is not."""
+    for key, registry, where, required in TYPED_NAMES:
+        section, _, last = key.rpartition('.')
+        parent = _get(opt, section) if section else opt
+        if isinstance(parent, dict) and (required or last in parent):
+            registered(registry, key, parent.get(last), where)
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        registered(DATASET_REGISTRY, f'datasets.{phase}.type', dataset_opt.get('type'))
+    for name, metric in (_get(opt, 'val.metrics') or {}).items():
+        if not isinstance(metric, dict):
+            raise ConfigError(f'val.metrics.{name}={metric!r}: must be a mapping (type, crop_border, ...)')
+        registered(METRIC_REGISTRY, f'val.metrics.{name}.type', metric.get('type'))
 
 
 NETWORK_SHAPES = {}  # repr(network_g options) -> {parameter name: meta tensor of its shape}: check_options builds
@@ -55,24 +97,35 @@ TOP_LEVEL_KEYS = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'data
 # (key path, kind) of every option the plugin's models and BasicSR's training loop read as a number or a switch.
 # Kinds: 'count' a whole number >= 1; 'index' a whole number >= 0; 'int' any whole number; 'positive' a number > 0;
 # 'number' any number; 'fraction' a number in [0, 1); 'bool' true/false; 'list' a list. Absent keys are not checked.
+# (key path, kind) of every option the plugin's models and BasicSR's training loop read as a number or a switch.
+# Kinds: 'count' an integer >= 1; 'index' an integer >= 0; 'seed' an integer in [0, 2**32): sizes, indices and
+# seeds, which must be written as integers (4, not 4.0 or "4"). 'iter' a whole number >= 1 and 'int' any whole
+# number: iteration counts, which BasicSR only compares and takes modulo, so BasicSR's own ``!!float 5e3`` is fine.
+# 'positive' a finite number > 0; 'nonneg' a finite number >= 0; 'number' any finite number; 'fraction' a number in
+# [0, 1); 'bool' true/false; 'list' a list. Absent keys are not checked.
 TYPED_KEYS = [
-    ('scale', 'count'), ('manual_seed', 'int'), ('network_g.num_in_ch', 'count'), ('network_g.num_out_ch', 'count'),
+    ('scale', 'count'), ('manual_seed', 'seed'), ('network_g.num_in_ch', 'count'), ('network_g.num_out_ch', 'count'),
     ('network_g.num_feat', 'count'), ('network_g.num_block', 'count'), ('network_g.upscale', 'count'),
     ('network_g.exits', 'list'), ('path.strict_load_g', 'bool'),
-    ('train.total_iter', 'count'), ('train.warmup_iter', 'int'), ('train.ema_decay', 'fraction'),
-    ('train.optim_g.lr', 'positive'), ('train.optim_g.weight_decay', 'number'), ('train.optim_g.betas', 'list'),
+    ('train.total_iter', 'iter'), ('train.warmup_iter', 'int'), ('train.ema_decay', 'fraction'),
+    ('train.optim_g.lr', 'positive'), ('train.optim_g.weight_decay', 'nonneg'), ('train.optim_g.betas', 'list'),
+    ('train.optim_g.eps', 'positive'),
     ('train.scheduler.milestones', 'list'), ('train.scheduler.gamma', 'positive'),
     ('train.scheduler.periods', 'list'), ('train.scheduler.restart_weights', 'list'),
-    ('train.scheduler.eta_min', 'number'), ('train.pixel_opt.loss_weight', 'number'),
-    ('val.val_freq', 'count'), ('val.save_img', 'bool'),
-    ('logger.print_freq', 'count'), ('logger.save_checkpoint_freq', 'count'), ('logger.use_tb_logger', 'bool'),
+    ('train.scheduler.eta_min', 'nonneg'), ('train.pixel_opt.loss_weight', 'number'),
+    ('val.val_freq', 'iter'), ('val.save_img', 'bool'),
+    ('logger.print_freq', 'iter'), ('logger.save_checkpoint_freq', 'iter'), ('logger.use_tb_logger', 'bool'),
 ]
 TYPED_DATASET_KEYS = [('batch_size_per_gpu', 'count'), ('num_worker_per_gpu', 'index'), ('gt_size', 'count'),
                       ('dataset_enlarge_ratio', 'count'), ('use_hflip', 'bool'), ('use_rot', 'bool')]
 TYPED_METRIC_KEYS = [('crop_border', 'index'), ('test_y_channel', 'bool')]
 KIND_TEXT = {'count': 'a whole number >= 1', 'index': 'a whole number >= 0', 'int': 'a whole number',
-             'positive': 'a number > 0', 'number': 'a number', 'fraction': 'a number in [0, 1)',
+             'iter': 'a whole number >= 1',
+             'seed': 'a whole number in [0, 2**32)', 'positive': 'a finite number > 0',
+             'nonneg': 'a finite number >= 0', 'number': 'a finite number', 'fraction': 'a number in [0, 1)',
              'bool': 'true or false', 'list': 'a list, e.g. [8]'}
+WHOLE_KINDS = ('count', 'index', 'int', 'iter', 'seed')
+INTEGER_KINDS = ('count', 'index', 'seed')  # used as sizes, indices or seeds: a float breaks them later
 
 
 def _is_number(value):
@@ -84,28 +137,44 @@ def _fits(value, kind):
         return isinstance(value, bool)
     if kind == 'list':
         return isinstance(value, (list, tuple))
-    if not _is_number(value):
+    if not _is_number(value) or abs(value) == float('inf'):
         return False
-    whole = float(value).is_integer()
-    return {'count': whole and value >= 1, 'index': whole and value >= 0, 'int': whole, 'positive': value > 0,
-            'number': abs(value) < float('inf'), 'fraction': 0 <= value < 1}[kind]
+    if kind in WHOLE_KINDS:
+        if not float(value).is_integer() or (kind in INTEGER_KINDS and not isinstance(value, numbers.Integral)):
+            return False
+        return {'count': value >= 1, 'index': value >= 0, 'int': True, 'iter': value >= 1,
+                'seed': 0 <= value < 2**32}[kind]
+    return {'positive': value > 0, 'nonneg': value >= 0, 'number': True, 'fraction': 0 <= value < 1}[kind]
+
+
+def _hint(value, kind):
+    """How to write ``value`` so that YAML reads it as ``kind``, when that is the mistake."""
+    if isinstance(value, bool):
+        return '; true/false is not a number'
+    number = None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return ''
+    elif _is_number(value):
+        number = value
+    if number is None or number != number or abs(number) == float('inf'):
+        return ''
+    as_string = f'YAML reads {value} as a string: ' if isinstance(value, str) else ''
+    if kind in WHOLE_KINDS:
+        if not float(number).is_integer() or isinstance(value, numbers.Integral):
+            return f'; {as_string.rstrip(": ")}' if as_string else ''
+        return f'; {as_string}write it as a plain whole number, {int(number)} (no quotes, no decimal point)'
+    if as_string:
+        return f'; {as_string}write it with a decimal point (e.g. 1.0e-4) or as !!float {value}'
+    return ''
 
 
 def check_type(key, value, kind):
     """Raise ConfigError unless ``value`` (the option at ``key``) is of ``kind`` (see TYPED_KEYS)."""
-    if _fits(value, kind):
-        return
-    hint = ''
-    if isinstance(value, str):
-        try:
-            float(value)
-            hint = (f'; YAML reads {value} as a string: write it with a decimal point (e.g. 1.0e-4) or as '
-                    f'!!float {value}')
-        except ValueError:
-            pass
-    elif isinstance(value, bool):
-        hint = '; true/false is not a number'
-    raise ConfigError(f'{key}={value!r}: must be {KIND_TEXT[kind]}{hint}')
+    if not _fits(value, kind):
+        raise ConfigError(f'{key}={value!r}: must be {KIND_TEXT[kind]}{_hint(value, kind)}')
 
 
 def _get(opt, dotted):
@@ -124,8 +193,8 @@ def check_types(opt):
         value = _get(opt, key)
         if value is not None:
             check_type(key, value, kind)
-    for key, elem_kind in (('network_g.exits', 'count'), ('train.scheduler.milestones', 'count'),
-                           ('train.scheduler.periods', 'count'), ('train.scheduler.restart_weights', 'number'),
+    for key, elem_kind in (('network_g.exits', 'count'), ('train.scheduler.milestones', 'iter'),
+                           ('train.scheduler.periods', 'iter'), ('train.scheduler.restart_weights', 'number'),
                            ('train.optim_g.betas', 'fraction')):
         for i, value in enumerate(_get(opt, key) or []):
             check_type(f'{key}[{i}]', value, elem_kind)
@@ -145,6 +214,50 @@ def check_types(opt):
         for key, kind in TYPED_METRIC_KEYS:
             if isinstance(metric, dict) and metric.get(key) is not None:
                 check_type(f'val.metrics.{name}.{key}', metric[key], kind)
+
+
+# Keys BasicSR's parse_options and pipelines read without a default (a KeyError or TypeError deep inside
+# otherwise): (key, what it must be, needed for training, needed for testing).
+REQUIRED_KEYS = [('name', 'a plain name', True, True), ('model_type', 'a model name', True, True),
+                 ('scale', 'a whole number', True, True), ('num_gpu', 'a whole number or auto', True, True),
+                 ('datasets', 'a mapping', True, True), ('network_g', 'a mapping', True, True),
+                 ('path', 'a mapping', True, True), ('train', 'a mapping', True, False),
+                 ('logger', 'a mapping', True, False), ('val', 'a mapping', False, True)]
+
+
+def check_before_parse(opt, is_train=True):
+    """What BasicSR's ``parse_options`` needs of the options before it reads them (it would crash, or seed with a
+    string): the required keys, ``name`` a plain name (it becomes experiments/<name>), ``manual_seed`` a valid seed,
+    ``datasets`` a mapping of phases to mappings and ``path`` a mapping. Runs on the YAML as read, before BasicSR's
+    parser; ``check_options`` checks the rest after it."""
+    for key, what, train, test in REQUIRED_KEYS:
+        if (train if is_train else test) and opt.get(key) is None:
+            raise ConfigError(f'{key}: missing; {"a training" if is_train else "a test"} options file needs it '
+                              f'({what})')
+        if what == 'a mapping' and key in opt and opt[key] is not None and not isinstance(opt[key], dict):
+            raise ConfigError(f'{key}={opt[key]!r}: must be a mapping')
+    plain_name('name', opt['name'])
+    if opt.get('manual_seed') is not None:
+        check_type('manual_seed', opt['manual_seed'], 'seed')
+    num_gpu = opt.get('num_gpu')
+    if num_gpu != 'auto' and (isinstance(num_gpu, bool) or not isinstance(num_gpu, int) or num_gpu < 0):
+        raise ConfigError(f'num_gpu={num_gpu!r}: must be a whole number >= 0, or auto')
+    for phase, dataset_opt in opt['datasets'].items():
+        if not isinstance(dataset_opt, dict):
+            raise ConfigError(f'datasets.{phase}={dataset_opt!r}: must be a mapping (name, type, dataroot_gt, ...)')
+        if is_train and phase != 'train' and phase.split('_')[0] != 'val':
+            raise ConfigError(f'datasets.{phase}: a training run has the phases train and val, val_1, ...')
+        if is_train and phase == 'train':
+            continue
+        plain_name(f'datasets.{phase}.name', dataset_opt.get('name'))  # it names results/visualization folders
+
+
+def check_option_values(opt, is_train=True):
+    """The checks that need no file: ``check_before_parse``, ``check_types`` and ``check_registries``. sd-study runs
+    them on every arm before training any."""
+    check_before_parse(opt, is_train)
+    check_types(opt)
+    check_registries(opt)
 
 
 def warn_unknown_top_level_keys(opt, out=None):
@@ -226,17 +339,13 @@ def check_options(opt):
     from sd_plugin.models.self_distill_sr_model import self_distill_options, speed_options
 
     warn_unknown_top_level_keys(opt)
+    check_option_values(opt, bool(opt.get('is_train')))  # again: --force_yml may have changed them
     num_gpu = opt.get('num_gpu')
-    if isinstance(num_gpu, bool) or not isinstance(num_gpu, int) or num_gpu < 0:
-        raise ConfigError(f'num_gpu={num_gpu!r}: must be a whole number >= 0, or auto')
     if num_gpu != 0 and not torch.cuda.is_available():
         raise ConfigError(f'num_gpu={num_gpu!r}: CUDA is not available here; use num_gpu: 0 (CPU) or auto')
-    for key in ('network_g', 'datasets') + (('train',) if opt.get('is_train') else ()):
-        if not isinstance(opt.get(key), dict):
-            raise ConfigError(f'{key}: missing or not a mapping')
-    check_types(opt)
-    registered(MODEL_REGISTRY, 'model_type', opt.get('model_type'))
-    registered(ARCH_REGISTRY, 'network_g.type', opt['network_g'].get('type'))
+    if not opt.get('is_train') and not _get(opt, 'path.pretrain_network_g'):
+        raise ConfigError('path.pretrain_network_g: not set; testing would score a randomly initialised network '
+                          '(set it to the checkpoint to test)')
     check_memory(opt)
     net = build_network(opt['network_g'])
     NETWORK_SHAPES[repr(opt['network_g'])] = {k: torch.empty(v.shape, device='meta')
@@ -256,11 +365,56 @@ def check_options(opt):
         self_distill_options(train_opt, getattr(net, 'exits', []))
         speed_options(train_opt, 'cpu' if num_gpu == 0 else 'cuda')
     for phase, dataset_opt in opt['datasets'].items():
-        check_dataset(f'datasets.{phase}', dataset_opt, opt.get('scale', 1))
+        sizes = check_dataset(f'datasets.{phase}', dataset_opt, opt.get('scale', 1))
+        if sizes is not None and phase == 'train' and opt.get('is_train'):
+            check_training_set(opt, sizes)
+        elif sizes is not None and phase != 'train':
+            check_validation_set(f'datasets.{phase}', sizes, _get(opt, 'val.metrics') or {})
+
+
+def check_training_set(opt, sizes):
+    """The training set gives at least one full batch per GPU (BasicSR's loader drops the last partial batch, so a
+    larger batch trains 0 iterations), and every GT image holds a ``gt_size`` patch.
+
+    Args:
+        sizes (list[tuple[str, tuple[int, int]]]): (GT image, (width, height)) of each training pair.
+    """
+    import math
+    train = opt['datasets']['train']
+    batch, ratio = train.get('batch_size_per_gpu', 1), train.get('dataset_enlarge_ratio', 1)
+    per_gpu = math.ceil(len(sizes) * ratio / opt.get('world_size', 1))
+    if per_gpu < batch:
+        raise ConfigError(f'datasets.train.batch_size_per_gpu={batch}: more than the {per_gpu} training samples '
+                          f'per GPU ({len(sizes)} pairs x dataset_enlarge_ratio {ratio}); the loader drops a partial '
+                          'batch, so no iteration would run')
+    gt_size = train.get('gt_size')
+    for gt, (width, height) in sizes:
+        if gt_size is not None and min(width, height) < gt_size:
+            raise ConfigError(f'datasets.train.gt_size={gt_size}: larger than {gt} ({width}x{height}); every '
+                              'training image must hold a gt_size x gt_size patch')
+
+
+def check_validation_set(key, sizes, metrics):
+    """Every GT image of a validation or test set is large enough for each metric: ``crop_border`` pixels come off
+    every side, and SSIM's 11x11 window needs 11x11 pixels after that (smaller images score NaN)."""
+    for name, metric in metrics.items():
+        crop = metric.get('crop_border') or 0
+        window = 11 if metric.get('type') == 'calculate_ssim' else 1
+        for gt, (width, height) in sizes:
+            if min(width, height) - 2 * crop < window:
+                need = f'SSIM\'s 11x11 window needs {11 + 2 * crop} px' if window == 11 else \
+                    f'it needs more than {2 * crop} px'
+                raise ConfigError(f'{key}: {gt} is {width}x{height}, too small for val.metrics.{name} '
+                                  f'(crop_border {crop} on each side; {need} per side): it would score NaN')
 
 
 def check_dataset(key, dataset_opt, scale):
-    """Folders exist, LMDBs have ``meta_info.txt``, every image is readable and each GT is ``scale`` x its LQ."""
+    """Folders exist, LMDBs have ``meta_info.txt``, every image is readable and each GT is ``scale`` x its LQ.
+
+    Returns:
+        list[tuple[str, tuple[int, int]]] | None: (GT image or LMDB key, (width, height)) of each pair; None for a
+        data set without a GT and an LQ folder (sizes unknown).
+    """
     roots = {k: dataset_opt[k] for k in ('dataroot_gt', 'dataroot_lq') if dataset_opt.get(k) is not None}
     for root_key, root in roots.items():
         if not osp.isdir(root):
@@ -282,12 +436,13 @@ def check_dataset(key, dataset_opt, scale):
         for root in roots.values():
             for name in sorted(os.listdir(root)):
                 image_size(osp.join(root, name))
-        return
+        return None
     for gt, gt_size, lq_size in pairs:
         if lq_size is None or gt_size != (lq_size[0] * scale, lq_size[1] * scale):
             raise ConfigError(f'{key}: {gt} is {gt_size[0]}x{gt_size[1]} but its LQ is '
                               f'{"missing" if lq_size is None else f"{lq_size[0]}x{lq_size[1]}"}; with scale '
                               f'{scale} the GT must be exactly {scale}x the LQ ({names[0]} vs {names[1]})')
+    return [(gt, gt_size) for gt, gt_size, _ in pairs]
 
 
 def image_size(path):
