@@ -14,13 +14,14 @@ is ``--out/<name><suffix>.<ext>``, of the same kind as its input: grey stays gre
 the BT.601 luma 0.299 R + 0.587 G + 0.114 B of the output, which sd-eval uses too), RGBA stays RGBA (colour
 through the network, alpha upscaled bicubically, or with ``--alpha network`` through the network as grey), 16-bit
 stays 16-bit. Outputs are written atomically; an input is never overwritten, and an existing output only with
-``--overwrite``.
+``--overwrite`` and only when sd-upscale wrote it (it lists what it wrote in ``--out/.sd-upscale.written``); images
+that it wrote are left out when a folder or a pattern names them as inputs.
 
 Tiling (``--tile``, in LR pixels) bounds memory: each tile runs with ``--tile-pad`` real neighbouring pixels on every
 side (default: the network's receptive field, 2 x blocks + 3), so the result equals the untiled one.
 
-Exit status: 0; 1 when some inputs failed (each named on one line, the others are still written); 2 for bad
-arguments.
+Exit status: 0; 1 when some inputs failed, to read or to write (each named on one line, the others are still
+written); 2 for bad arguments; 130 when interrupted (one line says what was written).
 """
 import argparse
 import glob
@@ -134,8 +135,8 @@ def build_parser():
                         '(default: _x{scale}, e.g. photo_x4.png)')
     parser.add_argument('--ext', default='auto', choices=['auto', *EXTENSIONS],
                         help="output format (default: auto, the input's)")
-    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs (default: skip them); '
-                        'an input file is never overwritten')
+    parser.add_argument('--overwrite', action='store_true', help='replace existing outputs that sd-upscale wrote '
+                        '(default: skip them); an input, or a file sd-upscale did not write, is never replaced')
     parser.add_argument('--tile', type=int, default=DEFAULT_TILE, help='tile size in LR pixels, bounds memory; 0: '
                         f'the whole image in one pass (default: {DEFAULT_TILE})')
     parser.add_argument('--tile-pad', type=int, default=None, help='LR pixels of overlap on every side of a tile '
