@@ -220,4 +220,6 @@ class MultiExitSR(nn.Module):
         """(stock network_g, state dict) of output ``depth`` as the stock arch: stem, units 1..depth, head depth
         under the tail's stock names (``sd_plugin.export.student_state_dict`` on this state dict)."""
         from sd_plugin.export import student_state_dict
-        return self.adapter.stock_options(self.arch_opt, depth), student_state_dict(self.state_dict(), depth)
+        network_opt = {'type': 'MultiExitSR', 'arch': self.arch_opt, 'exits': self.exits}
+        return self.adapter.stock_options(self.arch_opt, depth), student_state_dict(self.state_dict(), depth,
+                                                                                    network_opt)

@@ -151,7 +151,9 @@ class Subject:
 
     def params(self, depth):
         """Parameters that run for output ``depth``: those of ``MSRResNet(num_block=depth)``."""
-        return sum(v.numel() for v in student_state_dict(self.net.state_dict(), depth).values())
+        state = self.net.student(depth)[1] if hasattr(self.net, 'student') else student_state_dict(
+            self.net.state_dict(), depth)  # a MultiExitSR knows its own student
+        return sum(v.numel() for v in state.values())
 
     def label(self, depth):
         return f'{self.name} exit {depth}' if self.arch['exits'] and depth != self.arch['num_block'] else self.name

@@ -1,0 +1,94 @@
+"""Wrapped archs at inference (issue 16): load_sr_network, tiled run_network, sd-upscale, sd-eval and sd-compare take
+MultiExitSR checkpoints and the students exported from them."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_multi_exit import ARCHS, lively
+
+from sd_plugin.archs.multi_exit_arch import MultiExitSR
+from sd_plugin.errors import ConfigError
+from sd_plugin.inference import load_sr_network, run_network
+from sd_plugin.tools.compare import main as compare_main
+from sd_plugin.tools.eval import main as eval_main
+from sd_plugin.tools.export import main as export_main
+from sd_plugin.tools.upscale import main as upscale_main
+
+
+def checkpoints(name, tmp_path):
+    """(multi-exit checkpoint with exits [1, 2], exported exit-1 student, the network) of a random ``name``."""
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(arch=ARCHS[name], exits=[1, 2])).eval()
+    multi, student = tmp_path / f'{name}_multi.pth', tmp_path / f'{name}_student.pth'
+    torch.save({'params': net.state_dict()}, multi)
+    export_main([str(multi), '--exit', '1', '--out', str(student)])
+    return str(multi), str(student), net
+
+
+@pytest.mark.parametrize('name', ['EDSR', 'RCAN', 'RRDBNet', 'SwinIR'])
+def test_load_sr_network_runs_every_output_of_a_wrapped_checkpoint_and_its_student(name, tmp_path):
+    multi, student, net = checkpoints(name, tmp_path)
+    x = torch.rand(1, 3, 8, 12)
+    with torch.no_grad():
+        expected = net(x, all_exits=True)
+    for depth in (1, 2, 3):
+        loaded, info = load_sr_network(multi, exit=depth)
+        assert info['kind'] == 'multi-exit' and info['depth'] == depth and info['scale'] == 4
+        assert torch.allclose(run_network(loaded, x), expected[depth], atol=1e-5)
+    loaded, info = load_sr_network(student)
+    assert info['kind'] == name and info['depth'] == 1 and info['arch']['exits'] == []
+    assert info['params'] == sum(v.numel() for v in torch.load(student)['params'].values())
+    assert (run_network(loaded, x) - expected[1]).abs().max() < 1e-5
+    with pytest.raises(ConfigError, match=f'is a single-output {name} with 1 '):
+        load_sr_network(student, exit=3)
+
+
+@pytest.mark.parametrize('name', ['EDSR', 'RRDBNet'])
+def test_tiling_is_exact_for_archs_with_a_receptive_field(name, tmp_path):
+    multi, _, _ = checkpoints(name, tmp_path)
+    net, info = load_sr_network(multi, exit=2)
+    x = torch.rand(1, 3, 23, 17)
+    whole = run_network(net, x)
+    assert (run_network(net, x, tile=7) - whole).abs().max() < 1e-5
+
+
+def test_swinir_tiles_are_whole_windows_and_nearly_exact(tmp_path):
+    """SwinIR's tiles start on the window grid; the difference to the untiled output is small, not zero."""
+    multi, _, _ = checkpoints('SwinIR', tmp_path)
+    net, info = load_sr_network(multi)
+    assert info['receptive_field'] == 16  # APPROX_PAD in whole windows of 4
+    x = torch.rand(1, 3, 40, 36)
+    whole = run_network(net, x)
+    tiled = run_network(net, x, tile=6)  # rounded up to 8, two windows
+    assert tiled.shape == whole.shape
+    assert (tiled - whole).abs().max() < 0.05
+
+
+def test_the_tools_take_wrapped_checkpoints_and_students(tmp_path):
+    multi, student, net = checkpoints('EDSR', tmp_path)
+    data = tmp_path / 'data'
+    rng = np.random.default_rng(0)
+    for name in ('Set5',):
+        (data / name / 'GTmod4').mkdir(parents=True)
+        (data / name / 'LRbicx4').mkdir(parents=True)
+        hr = (rng.random((32, 32, 3)) * 255).astype(np.uint8)
+        cv2.imwrite(str(data / name / 'GTmod4' / 'a.png'), hr)
+        cv2.imwrite(str(data / name / 'LRbicx4' / 'a.png'), cv2.resize(hr, (8, 8), interpolation=cv2.INTER_AREA))
+    eval_main([multi, student, '--data', str(data), '--sets', 'Set5', '--json', str(tmp_path / 'eval.json')])
+    records = json.load(open(tmp_path / 'eval.json'))
+    records = records['records'] if isinstance(records, dict) else records
+    by_model = {}
+    for r in records:
+        by_model.setdefault(r['model'], {})[r['depth']] = r['psnr']
+    assert by_model['EDSR_multi'][1] == pytest.approx(by_model['EDSR_student'][1], abs=1e-4)
+    assert set(by_model['EDSR_multi']) == {1, 2, 3}
+
+    upscale_main([str(data / 'Set5' / 'LRbicx4' / 'a.png'), '--model', student, '--out', str(tmp_path / 'up'),
+                  '--quiet'])
+    out = cv2.imread(str(tmp_path / 'up' / 'a_x4.png'))
+    assert out.shape == (32, 32, 3)
+    compare_main(['--hr', str(data / 'Set5' / 'GTmod4' / 'a.png'), '--model', f'teacher={multi}',
+                  '--model', f'student={student}', '--out', str(tmp_path / 'cmp.png')])
+    assert cv2.imread(str(tmp_path / 'cmp.png')) is not None
