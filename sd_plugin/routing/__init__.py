@@ -8,7 +8,7 @@ teacher) under a budget of multiply-accumulates, and every tile's pixels equal t
 * ``calibration``: the ``edge`` table and the ``learned`` regressor, fitted on training images, stored in a JSON
   file beside the checkpoint (``CKPT.routing.json``);
 * ``routers``: per tile and output, the predicted gain over the cheapest exit (edge, learned, random, oracle);
-* ``allocate``: the greedy choice by predicted gain per MAC under the budget;
+* ``context``: the greedy choice by predicted gain per MAC actually run (context included) under the budget;
 * ``execute``: the shared-trunk run: the trunk up to the first exit once for the whole image, then deeper only where
   tiles were routed deeper, then each tile's own head; stitched.
 """

@@ -16,7 +16,9 @@ equals the same region of its output run on the whole image (float rounding asid
 checks 1e-5). What the context around a deep tile costs beyond the tile itself is what ``executed_macs`` counts.
 """
 from collections import defaultdict
+from itertools import groupby
 
+import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -36,15 +38,23 @@ def intersect(a, b):
 
 def needed_boxes(grid, route, depth, stages, height, width):
     """Per grid tile, the bounding box (or None) of the pixels whose features after block ``depth`` some tile routed
-    to ``depth`` or deeper needs."""
-    wanted = [widen(t, stages.block_halo * (d - depth) + stages.head_halo, height, width)
-              for t, d in zip(grid, route) if d >= depth]
-    boxes = []
-    for cell in grid:
-        parts = [p for p in (intersect(cell, w) for w in wanted) if p]
-        boxes.append(None if not parts else (min(p[0] for p in parts), max(p[1] for p in parts),
-                                             min(p[2] for p in parts), max(p[3] for p in parts)))
-    return boxes
+    to ``depth`` or deeper needs: the tile widened by ``block_halo * (D - depth) + head_halo``, clamped."""
+    cells = np.asarray(grid, np.int64).reshape(-1, 4)
+    deep = np.asarray(route) >= depth
+    if not deep.any():
+        return [None] * len(grid)
+    margin = stages.block_halo * (np.asarray(route)[deep] - depth) + stages.head_halo
+    wanted = cells[deep] + margin[:, None] * np.array([-1, 1, -1, 1])
+    wanted = np.clip(wanted, 0, [height, height, width, width])
+    lo = np.maximum(cells[:, None, [0, 2]], wanted[None, :, [0, 2]])  # (cells, wanted, (y0, x0))
+    hi = np.minimum(cells[:, None, [1, 3]], wanted[None, :, [1, 3]])
+    hit = (lo < hi).all(-1)
+    big = np.iinfo(np.int64).max
+    y0 = np.where(hit, lo[..., 0], big).min(1)
+    x0 = np.where(hit, lo[..., 1], big).min(1)
+    y1 = np.where(hit, hi[..., 0], -1).max(1)
+    x1 = np.where(hit, hi[..., 1], -1).max(1)
+    return [(int(a), int(b), int(c), int(d)) if h else None for a, b, c, d, h in zip(y0, y1, x0, x1, hit.any(1))]
 
 
 def merge_boxes(grid, boxes):
@@ -87,6 +97,12 @@ def batched(jobs, fn):
             fn(items[i:i + MAX_BATCH], rel)
 
 
+def margins(item):
+    """(top, bottom, left, right) pixels of context of a (crop box, keep box, ...) job."""
+    crop, keep = item[0], item[1]
+    return keep[0] - crop[0], crop[1] - keep[1], keep[2] - crop[2], crop[3] - keep[3]
+
+
 def run_trunk(stages, x):
     """(1, C, H, W) features after the first exit's block: the shared trunk, once on the whole image."""
     return stages.advance(stages.stem(x), 0, stages.depths[0])
@@ -109,41 +125,59 @@ def run_routed(stages, x, grid, route, trunk=None):
     if x.shape[0] != 1:
         raise ValueError(f'run_routed takes one image, got a batch of {x.shape[0]}')
     _, _, height, width = x.shape
-    s, first = stages.scale, stages.depths[0]
+    s = stages.scale
     out = x.new_empty((1, 3, height * s, width * s))
-    feat = run_trunk(stages, x) if trunk is None else trunk
+    feat = run_trunk(stages, x) if trunk is None else trunk  # the shared trunk: once, for every tile
     spare = None
+    for (kind, depth), crops in groupby(crop_plan(stages, grid, route, height, width), key=lambda c: c[:2]):
+        jobs = [(crop, keep, None) for _, _, crop, keep in crops]
+        if kind == 'head':
+            def fn(items, rel, depth=depth):
+                boxes = [c for c, _, _ in items]
+                sr = stages.head(torch.cat([feat[..., a:b, c:d] for a, b, c, d in boxes]), depth,
+                                 torch.cat([x[..., a:b, c:d] for a, b, c, d in boxes]), margins(items[0]))
+                for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
+                    out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1]
+            batched(jobs, fn)
+            continue
+        nxt = spare if spare is not None else torch.zeros_like(feat)
 
-    def run_heads(depth):
-        boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
-        jobs = [(widen(b, stages.head_halo, height, width), b, None) for b in boxes]
-
-        def fn(items, rel):
-            crops = [c for c, _, _ in items]
-            sr = stages.head(torch.cat([feat[..., a:b, c:d] for a, b, c, d in crops]), depth,
-                             torch.cat([x[..., a:b, c:d] for a, b, c, d in crops]))
-            for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
-                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1, :, rel[0] * s:rel[1] * s, rel[2] * s:rel[3] * s]
-        batched(jobs, fn)
-
-    run_heads(first)
-    for depth in range(first + 1, max(route) + 1):
-        boxes = needed_boxes(grid, route, depth, stages, height, width)
-        jobs = [(widen(b, stages.block_halo, height, width), b, None) for b in merge_boxes(grid, boxes)]
-        if spare is None:
-            spare = feat.clone()
-        nxt = spare
-
-        def fn(items, rel):
-            crops = [c for c, _, _ in items]
-            new = stages.advance(torch.cat([feat[..., a:b, c:d] for a, b, c, d in crops]), depth - 1, depth)
+        def fn(items, rel, depth=depth, nxt=nxt):
+            boxes = [c for c, _, _ in items]
+            new = stages.advance(torch.cat([feat[..., a:b, c:d] for a, b, c, d in boxes]), depth - 1, depth)
             for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
                 nxt[..., y0:y1, x0:x1] = new[i:i + 1, :, rel[0]:rel[1], rel[2]:rel[3]]
         batched(jobs, fn)
         feat, spare = nxt, feat
-        if depth in stages.depths:
-            run_heads(depth)
     return out
+
+
+def crop_plan(stages, grid, route, height, width):
+    """The crops ``run_routed`` runs, without running them: [(kind, depth, crop box, keep box)] with kind 'head'
+    (head ``depth`` on the crop) or 'block' (block ``depth``, from the features after block ``depth - 1``)."""
+    plan = []
+    first = stages.depths[0]
+    for depth in range(first, max(route) + 1):
+        if depth > first:
+            boxes = needed_boxes(grid, route, depth, stages, height, width)
+            plan += [('block', depth, widen(b, stages.block_halo, height, width), b) for b in merge_boxes(grid, boxes)]
+        if depth in stages.depths:
+            boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
+            plan += [('head', depth, widen(b, stages.head_halo, height, width), b) for b in boxes]
+    return plan
+
+
+def planned_macs(stages, grid, route, height, width):
+    """Multiply-accumulates ``run_routed`` runs for this route (``executed_macs`` without running it): the trunk on
+    the whole image, then each crop of ``crop_plan`` at its stage's MACs per pixel."""
+    total = height * width * stages.trunk_macs_per_pixel()
+    for kind, depth, crop, keep in crop_plan(stages, grid, route, height, width):
+        crop_height, crop_width = crop[1] - crop[0], crop[3] - crop[2]
+        if kind == 'head':
+            total += stages.head_macs(depth, crop_height, crop_width, margins((crop, keep)))
+        else:
+            total += crop_height * crop_width * stages.block_macs_per_pixel()
+    return total
 
 
 def executed_macs(stages, x, grid, route):

@@ -6,8 +6,8 @@ import torch
 
 from sd_plugin.errors import ConfigError
 from sd_plugin.inference import tile_grid
-from sd_plugin.routing.allocate import allocate
-from sd_plugin.routing.execute import run_routed, run_trunk
+from sd_plugin.routing.context import allocate_in_context
+from sd_plugin.routing.execute import planned_macs, run_routed, run_trunk
 from sd_plugin.routing.routers import predict_gains
 from sd_plugin.routing.scores import tile_areas
 
@@ -17,16 +17,59 @@ DEFAULT_ROUTE_TILE = 32  # LR pixels (128 HR pixels at x4); see the README's rou
 @dataclass
 class RoutePlan:
     """What a routed upscale chose: ``grid`` (LR tiles (y0, y1, x0, x1)), ``route`` (the output depth of each tile),
-    ``depths`` (the network's outputs), ``spent`` (share of the teacher's MACs on this image), ``budget``,
-    ``router``, and ``note`` (a line when the budget could not be met as asked)."""
+    ``depths`` (the network's outputs), ``spent`` (the share of the teacher's MACs on this image that the tiles'
+    outputs cost), ``executed`` (the share actually run: ``spent`` plus the context deep tiles read around them and
+    the heads' halos; what the budget caps), ``budget``, ``router``, ``note`` (a line when the budget could not be
+    met as asked) and ``counts`` {depth: tiles}."""
     grid: list
     route: list
     depths: list
     spent: float
+    executed: float
     budget: float
     router: str
     note: str = None
     counts: dict = field(default_factory=dict)
+
+
+def fit_route(stages, gains, grid, budget, height, width, steps=10):
+    """(route, spent, executed, note): the output depth of each tile, the share of the teacher's MACs the tiles'
+    own outputs cost, the share actually run (``execute.planned_macs``: context and halos included) and a note.
+
+    Budget 1: the teacher everywhere. Below the cheapest output: the cheapest everywhere, and a note saying so.
+    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run); when the exact count is over
+    the budget (the greedy leaves crop halos out), the largest budget given to the greedy whose exact count fits,
+    by bisection."""
+    areas = tile_areas(grid)
+    costs = np.array([stages.macs_per_pixel(d) for d in stages.depths])
+    teacher = costs[-1] * height * width
+
+    def attempt(share):
+        levels = (np.zeros(len(grid), int) if share <= costs[0] / costs[-1]
+                  else allocate_in_context(gains, grid, stages, height, width, share)[0])
+        route = [stages.depths[i] for i in levels]
+        return (route, float((areas * costs[levels]).sum() / teacher),
+                planned_macs(stages, grid, route, height, width) / teacher, None)
+
+    if budget >= 1:
+        return [stages.depths[-1]] * len(grid), 1.0, 1.0, None
+    if budget < costs[0] / costs[-1]:
+        route, spent, executed, _ = attempt(0)
+        return route, spent, executed, (f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} '
+                                        'of the teacher): the cheapest output runs everywhere')
+    best = attempt(budget)
+    if best[2] <= budget:
+        return best
+    low, high = costs[0] / costs[-1], budget
+    best = attempt(low)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        trial = attempt(middle)
+        if trial[2] <= budget:
+            best, low = trial, middle
+        else:
+            high = middle
+    return best
 
 
 def check_budget(budget):
@@ -38,8 +81,9 @@ def check_budget(budget):
 def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calibration=None, gt=None, seed=0,
                 gains=None):
     """Upscale ``x`` (1, 3, H, W in [0, 1]) with each ``tile`` x ``tile`` LR tile routed under ``budget`` (a share
-    of the teacher's MACs in (0, 1]) by ``router`` (``routers.predict_gains``; ``gains``: (tiles, outputs) gains
-    already known, e.g. the oracle's from outputs the caller computed anyway).
+    of the teacher's MACs in (0, 1], on the MACs actually run: ``fit_route``) by ``router``
+    (``routers.predict_gains``; ``gains``: (tiles, outputs) gains already known, e.g. the oracle's from outputs
+    the caller computed anyway).
 
     Returns:
         tuple[Tensor, RoutePlan]: the (1, 3, H*s, W*s) output and the plan.
@@ -49,13 +93,11 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
         raise ConfigError(f'--route-tile {tile}: must be >= 1')
     grid = tile_grid(x.shape[2], x.shape[3], tile)
     trunk = run_trunk(stages, x)
-    costs = [stages.macs_per_pixel(d) for d in stages.depths]
     if budget >= 1:
-        gains = np.zeros((len(grid), len(costs)))  # the teacher everywhere: nothing to predict
+        gains = np.zeros((len(grid), len(stages.depths)))  # the teacher everywhere: nothing to predict
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
-    levels, spent, note = allocate(gains, tile_areas(grid), costs, budget)
-    route = [stages.depths[i] for i in levels]
+    route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
     sr = run_routed(stages, x, grid, route, trunk)
     counts = {d: route.count(d) for d in stages.depths}
-    return sr, RoutePlan(grid, route, list(stages.depths), spent, budget, router, note, counts)
+    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts)

@@ -5,12 +5,17 @@ The interface (one adapter per architecture family; ``staged(net)`` picks it):
 * ``depths``: every output depth, cheapest first, the teacher last; ``scale``: the upscaling factor;
 * ``stem(x)``: (N, 3, h, w) LR in [0, 1] -> (N, C, h, w) features before the first block (depth 0);
 * ``advance(feat, from_depth, to_depth)``: features after block ``from_depth`` -> after block ``to_depth``;
-* ``head(feat, depth, x)``: features after block ``depth`` and the same region of the LR input -> the (N, 3, h*s,
-  w*s) SR output of that depth;
+* ``head(feat, depth, x, margins)``: features after block ``depth`` and the same region of the LR input -> the SR
+  output of that depth, less ``margins`` = (top, bottom, left, right) LR pixels of context (each side: 0, or less
+  than ``head_halo`` at the image border, or ``head_halo`` where the crop ends inside the image), which the head
+  trims as early as each layer allows, so its costly high-resolution layers compute hardly any halo;
+  ``head_macs(depth, h, w, margins)``: the MACs of that call on an (h, w) crop;
 * ``block_halo``: LR pixels of context one block reads on each side (a residual block of two 3x3 convolutions: 2);
   ``head_halo``: the same for a head, the global skip included (MSRResNet's head: 2, see
   ``sd_plugin.inference.receptive_field``);
-* ``macs_per_pixel(depth)``: multiply-accumulates of output ``depth`` per LR pixel (``complexity.count_macs``).
+* ``macs_per_pixel(depth)``: multiply-accumulates of output ``depth`` per LR pixel (``complexity.count_macs``), and
+  its parts: ``trunk_macs_per_pixel()`` (stem and blocks up to the first exit), ``block_macs_per_pixel()`` (one
+  block), ``head_macs_per_pixel(depth)``.
 
 A region computed on a crop that has at least the halo of real neighbouring pixels on every side where the image
 has them equals the same region of the whole-image pass: convolutions zero-pad only at the image's own border.
@@ -45,12 +50,69 @@ class StagedSRResNet:
             feat = block(feat)
         return feat
 
-    def head(self, feat, depth, x):
+    def head_layers(self, depth):
+        """[(convolution, pixel-shuffle factor after it)] of head ``depth``, in order (as ``upsample`` runs them)."""
+        head = self.net.head(depth)
+        layers = [(head.upconv1, 2 if self.scale == 4 else self.scale)]
+        if self.scale == 4:
+            layers.append((head.upconv2, 2))
+        return layers + [(head.conv_hr, 1), (head.conv_last, 1)]
+
+    def trims(self, depth, margins):
+        """Per head layer, the (top, bottom, left, right) pixels trimmed after it, then the shuffle factor; and the
+        pixels trimmed at the end. A side with the full halo loses one pixel after each convolution (its invalid
+        ring), a side at the image border (less than the halo) keeps its zero-padded edge until the end."""
+        left = list(margins)
+        early = [m >= self.head_halo for m in margins]
+        steps = []
+        for _, factor in self.head_layers(depth):
+            cut = [min(1, m) if e else 0 for m, e in zip(left, early)]
+            left = [(m - c) * factor for m, c in zip(left, cut)]
+            steps.append((cut, factor))
+        return steps, left
+
+    def head(self, feat, depth, x, margins=(0, 0, 0, 0)):
+        if not any(margins):
+            base = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
+            return upsample(self.net.head(depth), feat, base)[0]
+        head, out = self.net.head(depth), feat
+        layers = self.head_layers(depth)
+        steps, left = self.trims(depth, margins)
+        for (conv, _), (cut, factor) in zip(layers, steps):
+            out = trim(conv(out), cut)
+            if factor > 1:
+                out = head.pixel_shuffle(out)
+            if conv is not head.conv_last:
+                out = head.lrelu(out)
         base = F.interpolate(x, scale_factor=self.scale, mode='bilinear', align_corners=False)
-        return upsample(self.net.head(depth), feat, base)[0]
+        return trim(out, left) + trim(base, [m * self.scale for m in margins])
+
+    def head_macs(self, depth, height, width, margins):
+        macs = 0
+        steps, _ = self.trims(depth, margins)
+        for (conv, _), (cut, factor) in zip(self.head_layers(depth), steps):
+            macs += height * width * conv.weight.numel()
+            height, width = (height - cut[0] - cut[1]) * factor, (width - cut[2] - cut[3]) * factor
+        return macs
 
     def macs_per_pixel(self, depth):
         return self._macs[depth]
+
+    def block_macs_per_pixel(self):
+        first, last = self.depths[0], self.depths[-1]
+        return (self._macs[last] - self._macs[first]) / (last - first)  # every head costs the same
+
+    def trunk_macs_per_pixel(self):
+        return self.net.conv_first.weight.numel() + self.depths[0] * self.block_macs_per_pixel()
+
+    def head_macs_per_pixel(self, depth):
+        return self._macs[depth] - self.net.conv_first.weight.numel() - depth * self.block_macs_per_pixel()
+
+
+def trim(t, cut):
+    """(N, C, H, W) tensor less ``cut`` = (top, bottom, left, right) pixels."""
+    top, bottom, left, right = cut
+    return t[..., top:t.shape[-2] - bottom, left:t.shape[-1] - right]
 
 
 def staged(net):
