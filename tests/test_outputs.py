@@ -116,7 +116,8 @@ def test_sd_eval_refuses_outputs_over_what_it_reads_or_each_other_before_evaluat
     before = (tmp_path / 'data' / 'Set5' / 'GTmod4' / 'baby.png').read_bytes()
     (tmp_path / 'afile').write_text('x')
     data = ['--data', str(tmp_path / 'data'), '--sets', 'Set5']
-    cases = [(['--json', str(tmp_path / 'data' / 'Set5' / 'GTmod4' / 'baby.png')], 'which this run reads'),
+    cases = [(['--json', str(tmp_path / 'data' / 'Set5' / 'GTmod4' / 'baby.png'), '--overwrite'],
+              'which this run reads'),
              (['--plot', str(tmp_path / 'data' / 'Set5' / 'LRbicx4' / 'bird.png')], 'which this run reads'),
              (['--json', str(tmp_path / 'r'), '--plot', str(tmp_path / 'r')], 'is also --json'),
              (['--json', str(tmp_path / 'data')], 'is the input --data'),
