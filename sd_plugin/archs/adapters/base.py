@@ -19,6 +19,7 @@ exit head, a module holding fresh copies of ``net``'s tail modules under the sam
 import inspect
 
 from sd_plugin.errors import ConfigError
+from sd_plugin.text import did_you_mean
 
 ADAPTERS = {}  # arch type -> Adapter instance
 DOCS = 'docs/archs.md, section "Adapters"'
@@ -35,8 +36,9 @@ def register_adapter(arch_type):
 def get_adapter(arch_type):
     """The adapter of ``arch_type``, or a ConfigError naming the archs that have one."""
     if arch_type not in ADAPTERS:
+        hint = did_you_mean(arch_type, ADAPTERS) if isinstance(arch_type, str) else ''
         raise ConfigError(f'network_g.arch.type={arch_type!r}: MultiExitSR has no adapter for it; it knows '
-                          f'{", ".join(sorted(ADAPTERS))} (a new arch needs an adapter: {DOCS})')
+                          f'{", ".join(sorted(ADAPTERS))} (a new arch needs an adapter: {DOCS}){hint}')
     return ADAPTERS[arch_type]
 
 
