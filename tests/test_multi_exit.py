@@ -163,3 +163,18 @@ def test_receptive_field_holds_the_gradient_support(name):
 
 def test_arch_registry_knows_the_wrapper():
     assert ARCH_REGISTRY.get('MultiExitSR') is MultiExitSR
+
+
+@pytest.mark.parametrize('variant', [
+    {'distill_start_iter': 1, 'distill_ramp_iters': 2}, {'distill_gate': True}, {'trunk_grad_scale': 0.0},
+    {'feature_distill_opt': {'type': 'L1DistillLoss', 'loss_weight': 0.1}}])
+def test_every_self_distill_variant_trains_a_wrapped_arch(variant, tiny_data):
+    opt = model_options(tiny_data, self_distill=variant)
+    opt['network_g'] = {'type': 'MultiExitSR', 'arch': copy.deepcopy(ARCHS['RRDBNet']), 'exits': [1]}
+    model = build_model(opt)
+    g = torch.Generator().manual_seed(0)
+    for step in (1, 2):
+        model.feed_data({'lq': torch.rand(2, 3, 8, 8, generator=g), 'gt': torch.rand(2, 3, 32, 32, generator=g)})
+        model.optimize_parameters(step)
+    log = model.get_current_log()
+    assert log['l_distill_exit1'] > 0 and ('feature_distill_opt' not in variant or log['l_feat_exit1'] > 0)
