@@ -30,13 +30,12 @@ def atomic_write(path, write, mode='wb'):
     is removed, ``path`` keeps its old content, and the error propagates; an OSError (a full disk, a read-only or
     missing folder, a folder at ``path``) as ``WriteError`` naming ``path``."""
     folder = osp.dirname(osp.abspath(path))
-    tmp = recorder = None
+    tmp = None
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
         with os.fdopen(fd, mode) as f:
-            recorder = _WriteRecorder(f)
-            write(recorder)
+            write(_ThroughWrite(f))
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -46,35 +45,19 @@ def atomic_write(path, write, mode='wb'):
             os.remove(tmp)
         if isinstance(err, OSError) and not isinstance(err, WriteError):
             raise WriteError(path, err) from None
-        if isinstance(err, Exception) and recorder is not None and recorder.error is not None:
-            raise WriteError(path, recorder.error) from None  # e.g. torch.save's RuntimeError for a full disk
         raise
 
 
-class _WriteRecorder:
-    """The file ``atomic_write`` hands to ``write``: the real one, except that an OSError of its ``write`` or
-    ``flush`` is kept, so that a writer that reports it as another exception (torch.save: a RuntimeError) still
-    ends in ``WriteError``."""
+class _ThroughWrite:
+    """The file ``atomic_write`` hands to ``write``: the real one without ``fileno``, so that ``torch.save`` writes
+    through ``write`` too, where a full disk raises an OSError (made a ``WriteError``); writing straight to the
+    descriptor, torch reports it as a RuntimeError that names no reason."""
 
     def __init__(self, file):
-        self._file, self.error = file, None
-
-    def write(self, data):
-        try:
-            return self._file.write(data)
-        except OSError as err:
-            self.error = err
-            raise
-
-    def flush(self):
-        try:
-            return self._file.flush()
-        except OSError as err:
-            self.error = err
-            raise
+        self._file = file
 
     def __getattr__(self, name):
-        if name == 'fileno':  # without it torch.save writes through ``write`` too, not straight to the descriptor
+        if name == 'fileno':
             raise AttributeError(name)
         return getattr(self._file, name)
 
