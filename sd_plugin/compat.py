@@ -278,7 +278,11 @@ def exact_total_epochs(result, logger):
     (``drop_last``), so with 3 images and batch 2 ``total_iter: 20`` stopped at iteration 11."""
     import math
     train_loader, sampler, val_loaders, total_epochs, total_iters = result
-    batches = len(train_loader)  # preflight.check_options refused a batch larger than the training set
+    batches = len(train_loader)  # preflight.check_options refused a batch larger than a training set it could count
+    if batches == 0:
+        raise ConfigError(f'datasets.train.batch_size_per_gpu={train_loader.batch_size}: more than the '
+                          f'{len(sampler)} training samples per GPU; the loader drops a partial batch, so no iteration '
+                          'would run')
     exact = math.ceil(total_iters / batches)
     if exact != total_epochs:
         logger.info(f'sd_plugin: the training loader drops the last partial batch: {batches} iterations per epoch, '

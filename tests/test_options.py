@@ -50,3 +50,14 @@ def test_ablations_differ_from_sd_only_where_they_should(folder):
     assert 'MultiExit' not in text and 'Distill' not in text and 'self_distill' not in text
     assert (base['datasets'], base['manual_seed'], base['train']['total_iter'], base['train']['optim_g']) == \
         (sd['datasets'], sd['manual_seed'], sd['train']['total_iter'], sd['train']['optim_g'])
+
+
+@pytest.mark.parametrize('path', OPTION_FILES, ids=lambda p: osp.relpath(p, osp.join(ROOT, 'options')))
+def test_options_pass_the_plugins_option_checks_as_read_by_its_safe_loader(path):
+    """BasicSR's own idioms (``val_freq: !!float 5e3``) pass the type checks; key order is the file's."""
+    import sd_plugin  # noqa: F401  (registrations)
+    from sd_plugin.preflight import check_option_values
+    from sd_plugin.yamlio import load_yaml
+    opt = load_yaml(path)
+    check_option_values(opt, is_train=osp.basename(osp.dirname(path)) != 'test')
+    assert list(opt)[:2] == ['name', 'model_type']
