@@ -7,6 +7,10 @@ model classes, built by ``basicsr.models.build_model``, timed interleaved in one
 
 same batch and patch size, 64 features, x4, L1, Adam. ``--options`` instead times SelfDistillSRModel with each of
 its speed options (``train.channels_last``, ``train.autocast``, ``train.compile``) against its fp32 default.
+``--archs`` instead times, per arch (EDSR, RCAN, RRDBNet, SwinIR: ``ARCH_CASES``), a SelfDistillSRModel step of the
+MultiExitSR-wrapped teacher with one exit against a stock SRModel step of the same teacher: the cost of
+self-distillation over plain training of that arch, against its MAC bound (the forward MACs of the one-pass
+all-exits forward over the teacher's, counted by torch's FlopCounterMode: convolutions and matmuls).
 
 Precision, ``--compile`` and ``--channels-last`` apply to every variant: to SelfDistillSRModel through its YAML
 options; stock SRModel has none, so the script applies the same transforms to it from outside (autocast around
@@ -17,6 +21,7 @@ Examples::
     python benchmarks/bench_train.py --quick
     python benchmarks/bench_train.py --device cuda --precision bf16 --json results/train_bf16.json
     python benchmarks/bench_train.py --options channels_last bf16 compile --quick
+    python benchmarks/bench_train.py --archs EDSR RCAN RRDBNet SwinIR --quick
 """
 import benchlib  # noqa: I001  (first: imports sd_plugin before basicsr)
 import torch
@@ -30,6 +35,60 @@ SPEED_OPTIONS = {  # --options name: SelfDistillSRModel train.* overrides
     'channels_last_bf16': {'channels_last': True, 'autocast': 'bf16'},
     'all': {'channels_last': True, 'autocast': 'bf16', 'compile': True},
 }
+
+
+def arch_cases(width):
+    """{name: (the teacher's stock network_g, the exit depth in its unit)} at ``width`` features (SwinIR: embed_dim
+    ``width - width % 6``, 6 heads), x4; the 16-block / exit-4 proportions of the SRResNet study where they fit."""
+    swin_dim = width - width % 6
+    return {
+        'EDSR': ({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': width, 'num_block': 16,
+                  'upscale': 4}, 4),
+        'RCAN': ({'type': 'RCAN', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': width, 'num_group': 4, 'num_block': 4,
+                  'upscale': 4}, 1),
+        'RRDBNet': ({'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': width, 'num_block': 8,
+                     'num_grow_ch': width // 2, 'scale': 4}, 2),
+        'SwinIR': ({'type': 'SwinIR', 'embed_dim': swin_dim, 'depths': [6] * 4, 'num_heads': [6] * 4, 'window_size': 8,
+                    'mlp_ratio': 2, 'upscale': 4, 'upsampler': 'pixelshuffledirect'}, 1),
+    }
+
+
+def forward_macs_per_lr_pixel(net, lr_size, all_exits=False):
+    """Forward MACs per LR pixel (torch's FlopCounterMode / 2: convolutions and matmuls, attention included)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    x = torch.rand(1, 3, lr_size, lr_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(x, all_exits=True) if all_exits else net(x)
+    return counter.get_total_flops() / 2 / lr_size**2
+
+
+def run_archs(args, device, data, rounds, reps, config):
+    """--archs: per arch, SD step of the wrapped teacher with one exit / plain SRModel step of the teacher."""
+    from basicsr.archs import build_network
+    lr_size = data['lq'].shape[-1]
+    cases = arch_cases(32 if args.quick else 64)
+    variants, ratios, macs = {}, [], {}
+    for name in args.archs:
+        teacher, k = cases[name]
+        if name == 'SwinIR':
+            teacher = {**teacher, 'img_size': lr_size}  # its attention masks are made for this size
+        wrapped = {'type': 'MultiExitSR', 'arch': teacher, 'exits': [k]}
+        torch.manual_seed(0)
+        m_sd = forward_macs_per_lr_pixel(build_network(wrapped).eval(), lr_size, all_exits=True)
+        m_plain = forward_macs_per_lr_pixel(build_network(teacher).eval(), lr_size)
+        macs.update({f'{name} all exits': m_sd, f'{name} teacher': m_plain})
+        variants[f'{name}_sd'] = sd_step(benchlib.model_options(wrapped, device, 'SelfDistillSRModel'), data)[0]
+        variants[f'{name}_plain'] = plain_step(benchlib.model_options(teacher, device), data, device, 'fp32', False,
+                                               False)[0]
+        ratios.append((name, m_sd / m_plain, k))
+    times, warm = benchlib.interleaved(variants, rounds, device, reps=reps, warmup=2)
+    ratios = [benchlib.ratio(times, f'{name}_sd', f'{name}_plain', f'{name}: SD step / plain step', bound=bound,
+                             goal=('<=', 1.05 * bound, '1.05 x bound'),
+                             note=f'teacher {cases[name][0]}, exit {k}')
+              for name, bound, k in ratios]
+    config.update(archs=args.archs, width=32 if args.quick else 64)
+    title = f'bench_train --archs: SD step of MultiExitSR(teacher, one exit) vs plain SRModel step, on {device.type}'
+    benchlib.report(title, config, times, warm, ratios, macs, device, args.json)
 
 
 def speed_overrides(precision, compile_, channels_last):
@@ -77,6 +136,8 @@ def main(argv=None):
     parser.add_argument('--reps', type=int, default=None, help='steps per variant per round (default: cpu 1, cuda 10)')
     parser.add_argument('--options', nargs='+', default=None, choices=list(SPEED_OPTIONS),
                         help='time SelfDistillSRModel with these speed options against its fp32 default instead')
+    parser.add_argument('--archs', nargs='+', default=None, choices=list(arch_cases(64)),
+                        help='time an SD step over a plain step for each of these archs instead')
     args = parser.parse_args(argv)
     device = benchlib.setup(args)
     if args.options and 'fp16' in args.options and device.type != 'cuda':
@@ -100,6 +161,8 @@ def main(argv=None):
 
     config = dict(device=device.type, batch=args.batch, gt_size=gt, lr_size=gt // 4, rounds=rounds, reps=reps,
                   threads=torch.get_num_threads())
+    if args.archs:
+        return run_archs(args, device, data, rounds, reps, config)
     if args.options:
         config['options'] = args.options
         variants = {'sd32_fp32': sd_step(benchlib.model_options(sd_arch, device), data)[0]}
