@@ -35,7 +35,7 @@ def atomic_write(path, write, mode='wb'):
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.', suffix='.tmp', dir=folder)
         with os.fdopen(fd, mode) as f:
-            write(_ThroughWrite(f))
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -46,20 +46,6 @@ def atomic_write(path, write, mode='wb'):
         if isinstance(err, OSError) and not isinstance(err, WriteError):
             raise WriteError(path, err) from None
         raise
-
-
-class _ThroughWrite:
-    """The file ``atomic_write`` hands to ``write``: the real one without ``fileno``, so that ``torch.save`` writes
-    through ``write`` too, where a full disk raises an OSError (made a ``WriteError``); writing straight to the
-    descriptor, torch reports it as a RuntimeError that names no reason."""
-
-    def __init__(self, file):
-        self._file = file
-
-    def __getattr__(self, name):
-        if name == 'fileno':
-            raise AttributeError(name)
-        return getattr(self._file, name)
 
 
 def is_leftover_tmp(name, final_names=None):

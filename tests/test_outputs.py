@@ -291,7 +291,7 @@ def test_a_child_ends_with_its_parent_even_on_sigkill(tmp_path):
     runs, yet the child ends (PR_SET_PDEATHSIG)."""
     script = ('import os, signal, subprocess, sys\n'
               'from sd_plugin.processes import Children\n'
-              'child = Children().popen(["sleep", "60"], stdout=subprocess.DEVNULL)\n'
+              'child = Children().popen(["sleep", "60"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n'
               'print(child.pid, flush=True)\n'
               'os.kill(os.getpid(), signal.SIGKILL)\n')
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, cwd=ROOT, timeout=60)
