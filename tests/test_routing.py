@@ -86,11 +86,12 @@ def test_any_mix_of_outputs_is_exact_per_tile(net, x):
     assert worst > 1e-3  # the check can fail: a mix is not the cheapest output everywhere
 
 
-@pytest.mark.parametrize('budget', [0.9, 0.95])
+@pytest.mark.parametrize('budget', [0.93, 0.97])
 def test_intermediate_budget_gives_an_exact_mix(net, budget):
-    """A mix of outputs, each tile exact; the MACs actually run (context included) stay within the budget."""
-    x = torch.rand(1, 3, 40, 64, generator=torch.Generator().manual_seed(2))
-    sr, plan = route_image(staged(net), x, budget, 'random', tile=8, seed=3)
+    """A mix of outputs, each tile exact; the MACs actually run (context included) stay within the budget. (The
+    tiny network's heads cost 0.85 of its teacher: budgets above that.)"""
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    sr, plan = route_image(staged(net), x, budget, 'random', tile=16, seed=3)
     assert len(set(plan.route)) >= 2
     assert max(tile_errors(sr, whole(net, x), plan.grid, plan.route)) <= 1e-5
     assert plan.spent <= plan.executed <= budget
@@ -138,11 +139,11 @@ def test_allocation_picks_by_gain_per_mac():
     tile 1's first exit step gains more per MAC (3 per extra MAC against 6 / 4)."""
     grid = [(0, 1, 0, 1), (0, 1, 1, 2), (0, 1, 2, 3)]
     gains = np.array([[0, 0, 6], [0, 3, 3.5], [0, 1, 1]])
-    levels, spent = allocate_in_context(gains, grid, Costs(), 1, 3, budget=4 / 15)
+    levels, spent, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=4 / 15)
     assert levels.tolist() == [0, 1, 0] and spent == 4
-    levels, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=8 / 15)  # 5 extra MACs: tile 1, then 0
+    levels, _, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=8 / 15)  # 5 extra MACs: tile 1, then 0
     assert levels.tolist() == [2, 1, 0]
-    levels, _ = allocate_in_context(-gains, grid, Costs(), 1, 3, budget=0.9)  # predicted losses are never bought
+    levels, _, _ = allocate_in_context(-gains, grid, Costs(), 1, 3, budget=0.9)  # predicted losses are never bought
     assert levels.tolist() == [0, 0, 0]
 
 
@@ -155,7 +156,7 @@ def test_allocation_counts_the_context_a_deep_tile_needs(net):
     gains[0, 2], gains[1, 2], gains[4, 2] = 1000, 1, 1
     teacher = stages.macs_per_pixel(6) * 8 * 40
     two = [6, 6, 2, 2, 2]
-    levels, _ = allocate_in_context(gains, grid, stages, 8, 40, planned_macs(stages, grid, two, 8, 40) / teacher)
+    levels, _, _ = allocate_in_context(gains, grid, stages, 8, 40, planned_macs(stages, grid, two, 8, 40) / teacher)
     assert levels.tolist() == [2, 2, 0, 0, 0]
 
 

@@ -11,10 +11,10 @@ Per set, each image runs:
 Records (``evaluate_budget``'s list, the JSON): fixed outputs ``{"kind": "exit", "dataset", "exit", "share", "psnr",
 "ssim", "ms", "psnr_images"}``; routed ``{"kind": "routed", "dataset", "router", "budget", "share" (MACs the tiles'
 outputs cost / the teacher's, mean over images), "executed_share" (MACs actually run, the context around deep tiles
-and the heads' halos included, counted by ``torch.utils.flop_counter``), "psnr", "ssim", "ms", "teacher_ms" (the
-teacher alone on the same images, timed next to it), "tiles" {depth: count}, "psnr_images"}``. ``ms`` is the mean
-wall time per image with the torch threads in ``threads``. ``summary`` adds, per set, router and budget, the share of
-the PSNR gap between the cheapest exit and the teacher that the mix recovers.
+and the heads' halos included: ``sd_plugin.routing.execute.planned_macs``; the budget caps this one), "psnr",
+"ssim", "ms", "teacher_ms" (the teacher alone on the same images, timed next to it), "tiles" {depth: count},
+"psnr_images"}``. ``ms`` is the mean wall time per image with the torch threads in use. ``summary`` adds, per set,
+router and budget, the share of the PSNR gap between the cheapest exit and the teacher that the mix recovers.
 """
 import statistics
 import time
@@ -28,7 +28,6 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import load_pairs, measure
 from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
 from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
-from sd_plugin.routing.execute import executed_macs
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.scores import gt_luma, oracle_gains
@@ -49,7 +48,7 @@ def to_uint8(sr):
 @torch.inference_mode()
 def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6, 0.7, 0.85, 1.0),
                     routers=('edge', 'learned', 'random', 'oracle'), route_tile=DEFAULT_ROUTE_TILE, mode='y',
-                    param_key=None, seed=0, count_executed=True, progress=True, log=print):
+                    param_key=None, seed=0, progress=True, log=print):
     """The records of the module docstring (fixed outputs first, then routed, per set)."""
     for budget in budgets:
         check_budget(budget)
@@ -91,9 +90,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
                     slot['teacher_ms'].append(timed(lambda: net.forward_exits(x, [teacher]))[1])
                     slot['scores'].append(measure(to_uint8(sr), gt, scale, mode))
                     slot['share'].append(plan.spent)
-                    if count_executed:
-                        total = costs[teacher] * stages.macs_per_pixel(teacher) * x.shape[2] * x.shape[3]
-                        slot['executed'].append(executed_macs(stages, x, plan.grid, plan.route) / total)
+                    slot['executed'].append(plan.executed)
                     for d, n in plan.counts.items():
                         slot['tiles'][d] = slot['tiles'].get(d, 0) + n
             bar.update(1)
@@ -120,8 +117,8 @@ def fixed_record(dataset, depth, share, slot):
 def routed_record(dataset, router, budget, slot):
     psnr, ssim = mean_scores(slot['scores'])
     return {'kind': 'routed', 'dataset': dataset, 'router': router, 'budget': budget,
-            'share': round(statistics.mean(slot['share']), 4),
-            'executed_share': round(statistics.mean(slot['executed']), 4) if slot['executed'] else None,
+            'share': round(float(statistics.mean(slot['share'])), 4),
+            'executed_share': round(float(statistics.mean(slot['executed'])), 4),
             'psnr': psnr, 'ssim': ssim, 'ms': round(statistics.mean(slot['ms']), 2),
             'teacher_ms': round(statistics.mean(slot['teacher_ms']), 2),
             'tiles': {str(d): n for d, n in sorted(slot['tiles'].items())},

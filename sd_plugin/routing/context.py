@@ -12,52 +12,72 @@ checks the exact count (``execute.planned_macs``) and tightens the budget when i
 import numpy as np
 
 
-def box_sums(integral, boxes):
-    """Sum of a mask inside each (y0, y1, x0, x1) row of ``boxes`` (n, 4), from its (H + 1, W + 1) integral image."""
-    y0, y1, x0, x1 = boxes.T
-    return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+def box_sums(integral, layers, boxes):
+    """Sum of mask ``layers[k]`` inside box ``boxes[k]`` = (y0, y1, x0, x1), from the masks' integral images
+    (masks, H + 1, W + 1); ``layers`` and ``boxes`` broadcast together."""
+    y0, y1, x0, x1 = np.moveaxis(boxes, -1, 0)
+    return (integral[layers, y1, x1] - integral[layers, y0, x1] - integral[layers, y1, x0]
+            + integral[layers, y0, x0])
 
 
 def allocate_in_context(gains, grid, stages, height, width, budget):
-    """(levels, MACs estimated) for the tiles of ``grid``: output index per tile, by the greedy of the module
-    docstring. ``gains``: (tiles, outputs) predicted gains; ``budget``: share of the teacher's MACs, below 1 and at
-    least the cheapest output's."""
+    """(levels, MACs estimated, upgrades) for the tiles of ``grid``: the output index of each tile by the greedy of
+    the module docstring, its estimated MACs, and the upgrades [(tile, output index)] in the order taken (so a caller
+    can keep a prefix). ``gains``: (tiles, outputs) predicted gains; ``budget``: share of the teacher's MACs.
+
+    The masks are kept in units of ``unit`` pixels (2 when both halos and the tiles' starts are even: margins and
+    tile edges then fall on units, except tile ends at the image border, rounded up), which makes the estimate 4
+    times cheaper."""
     depths, first = stages.depths, stages.depths[0]
     cells = np.asarray(grid, np.int64).reshape(-1, 4)
+    even = stages.block_halo % 2 == 0 and stages.head_halo % 2 == 0 and not (cells[:, [0, 2]] % 2).any()
+    unit = 2 if even else 1
     areas = (cells[:, 1] - cells[:, 0]) * (cells[:, 3] - cells[:, 2])
-    block = stages.block_macs_per_pixel()
+    units = -(-cells // unit)
+    units[:, [0, 2]] = cells[:, [0, 2]] // unit
+    rows, cols = -(-height // unit), -(-width // unit)
+    block = stages.block_macs_per_pixel() * unit * unit
     heads = np.array([stages.head_macs_per_pixel(d) for d in depths])
     cap = budget * stages.macs_per_pixel(depths[-1]) * height * width
     spent = height * width * (stages.trunk_macs_per_pixel() + heads[0])
-    need = np.zeros((depths[-1] - first, height, width), bool)  # need[j - first - 1]: features after block j
+    need = np.zeros((depths[-1] - first, rows, cols), bool)  # need[j - first - 1]: features after block j
+    integral = np.zeros((len(need), rows + 1, cols + 1), np.int64)
     level = np.zeros(len(cells), int)
-    sign = np.array([-1, 1, -1, 1])
-    limits = np.array([height, height, width, width])
+    sign, limits = np.array([-1, 1, -1, 1]), np.array([rows, rows, cols, cols])
+    index = np.arange(len(cells))
+
+    def context_boxes(depth, which=slice(None)):
+        """(blocks, tiles, 4) unit boxes the tiles need after each block first+1 .. depth, when routed to depth."""
+        margins = (stages.block_halo * (depth - np.arange(first + 1, depth + 1)) + stages.head_halo) // unit
+        return np.clip(units[which][None] + margins[:, None, None] * sign, 0, limits)
+
+    candidates = []
+    for option in range(1, len(depths)):
+        boxes = context_boxes(depths[option])
+        layers = np.arange(len(boxes))[:, None]
+        candidates.append((option, boxes, layers, ((boxes[..., 1] - boxes[..., 0])
+                                                   * (boxes[..., 3] - boxes[..., 2])).sum(0)))
+    upgrades = []
     while True:
-        integral = np.zeros((len(need), height + 1, width + 1), np.int64)
-        integral[:, 1:, 1:] = need.cumsum(1).cumsum(2)
         best, best_ratio = None, 0.0
-        for option in range(1, len(depths)):
+        for option, boxes, layers, box_area in candidates:
             deeper = level < option
             if not deeper.any():
                 continue
-            depth, extra = depths[option], np.zeros(len(cells))
-            for j in range(first + 1, depth + 1):
-                boxes = np.clip(cells + (stages.block_halo * (depth - j) + stages.head_halo) * sign, 0, limits)
-                box_area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-                extra += box_area - box_sums(integral[j - first - 1], boxes)
-            extra = extra * block + areas * (heads[option] - heads[level])
-            gain = gains[np.arange(len(cells)), option] - gains[np.arange(len(cells)), level]
+            extra = (box_area - box_sums(integral, layers, boxes).sum(0)) * block
+            extra = extra + areas * (heads[option] - heads[level])
+            gain = gains[index, option] - gains[index, level]
             ok = deeper & (gain > 0) & (spent + extra <= cap) & (extra > 0)
             ratio = np.where(ok, gain / np.maximum(extra, 1e-9), -np.inf)
             t = int(np.argmax(ratio))
             if ratio[t] > best_ratio:
                 best, best_ratio = (t, option, extra[t]), ratio[t]
         if best is None:
-            return level, spent
+            return level, spent, upgrades
         t, option, extra = best
         level[t], spent = option, spent + extra
-        for j in range(first + 1, depths[option] + 1):
-            y0, y1, x0, x1 = np.clip(cells[t] + (stages.block_halo * (depths[option] - j) + stages.head_halo) * sign,
-                                     0, limits)
-            need[j - first - 1, y0:y1, x0:x1] = True
+        upgrades.append((t, option))
+        boxes = context_boxes(depths[option], [t])[:, 0]
+        for k, (y0, y1, x0, x1) in enumerate(boxes):
+            need[k, y0:y1, x0:x1] = True
+        integral[:len(boxes), 1:, 1:] = need[:len(boxes)].cumsum(1).cumsum(2)

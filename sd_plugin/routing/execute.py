@@ -97,6 +97,15 @@ def batched(jobs, fn):
             fn(items[i:i + MAX_BATCH], rel)
 
 
+def gather(t, boxes):
+    """The (len(boxes), C, h, w) batch of the same-sized crops ``boxes`` of a (1, C, H, W) tensor (one crop: a
+    view, no copy)."""
+    if len(boxes) == 1:
+        a, b, c, d = boxes[0]
+        return t[..., a:b, c:d]
+    return torch.cat([t[..., a:b, c:d] for a, b, c, d in boxes])
+
+
 def margins(item):
     """(top, bottom, left, right) pixels of context of a (crop box, keep box, ...) job."""
     crop, keep = item[0], item[1]
@@ -134,17 +143,19 @@ def run_routed(stages, x, grid, route, trunk=None):
         if kind == 'head':
             def fn(items, rel, depth=depth):
                 boxes = [c for c, _, _ in items]
-                sr = stages.head(torch.cat([feat[..., a:b, c:d] for a, b, c, d in boxes]), depth,
-                                 torch.cat([x[..., a:b, c:d] for a, b, c, d in boxes]), margins(items[0]))
+                sr = stages.head(gather(feat, boxes), depth, gather(x, boxes), margins(items[0]))
                 for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
                     out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1]
             batched(jobs, fn)
+            continue
+        if len(jobs) == 1 and jobs[0][0] == (0, height, 0, width):  # the whole image: no copies
+            feat = stages.advance(feat, depth - 1, depth)
             continue
         nxt = spare if spare is not None else torch.zeros_like(feat)
 
         def fn(items, rel, depth=depth, nxt=nxt):
             boxes = [c for c, _, _ in items]
-            new = stages.advance(torch.cat([feat[..., a:b, c:d] for a, b, c, d in boxes]), depth - 1, depth)
+            new = stages.advance(gather(feat, boxes), depth - 1, depth)
             for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
                 nxt[..., y0:y1, x0:x1] = new[i:i + 1, :, rel[0]:rel[1], rel[2]:rel[3]]
         batched(jobs, fn)

@@ -32,44 +32,58 @@ class RoutePlan:
     counts: dict = field(default_factory=dict)
 
 
-def fit_route(stages, gains, grid, budget, height, width, steps=10):
+def fit_route(stages, gains, grid, budget, height, width, retries=3):
     """(route, spent, executed, note): the output depth of each tile, the share of the teacher's MACs the tiles'
     own outputs cost, the share actually run (``execute.planned_macs``: context and halos included) and a note.
 
     Budget 1: the teacher everywhere. Below the cheapest output: the cheapest everywhere, and a note saying so.
-    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run); when the exact count is over
-    the budget (the greedy leaves crop halos out), the largest budget given to the greedy whose exact count fits,
-    by bisection."""
+    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run). Its estimate leaves crop halos
+    out: when the exact count is over the budget, the greedy runs again with the budget lowered by the excess (up to
+    ``retries`` times), and the longest prefix of the full-budget run's upgrades that fits is found (bisection on
+    the exact count); of these, the one that spends most on the tiles' own outputs."""
     areas = tile_areas(grid)
     costs = np.array([stages.macs_per_pixel(d) for d in stages.depths])
     teacher = costs[-1] * height * width
 
-    def attempt(share):
-        levels = (np.zeros(len(grid), int) if share <= costs[0] / costs[-1]
-                  else allocate_in_context(gains, grid, stages, height, width, share)[0])
+    def result(levels):
         route = [stages.depths[i] for i in levels]
         return (route, float((areas * costs[levels]).sum() / teacher),
                 planned_macs(stages, grid, route, height, width) / teacher, None)
 
     if budget >= 1:
         return [stages.depths[-1]] * len(grid), 1.0, 1.0, None
+    cheapest = result(np.zeros(len(grid), int))
     if budget < costs[0] / costs[-1]:
-        route, spent, executed, _ = attempt(0)
-        return route, spent, executed, (f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} '
-                                        'of the teacher): the cheapest output runs everywhere')
-    best = attempt(budget)
-    if best[2] <= budget:
-        return best
-    low, high = costs[0] / costs[-1], budget
-    best = attempt(low)
-    for _ in range(steps):
-        middle = (low + high) / 2
-        trial = attempt(middle)
+        return (*cheapest[:3], f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} of the '
+                               'teacher): the cheapest output runs everywhere')
+    fitting, target, sequence = [cheapest], budget, None
+    for attempt in range(retries + 1):
+        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target)
+        sequence = sequence or upgrades  # the longest: from the full budget
+        trial = result(levels)
         if trial[2] <= budget:
-            best, low = trial, middle
+            if attempt == 0:
+                return trial
+            fitting.append(trial)
+            break
+        target -= trial[2] - budget
+
+    def prefix(n):
+        levels = np.zeros(len(grid), int)
+        for t, option in sequence[:n]:
+            levels[t] = option
+        return result(levels)
+
+    low, high = 0, len(sequence)  # prefix(low) fits, prefix(high) does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        trial = prefix(middle)
+        if trial[2] <= budget:
+            low = middle
+            fitting.append(trial)
         else:
             high = middle
-    return best
+    return max(fitting, key=lambda r: r[1])  # the most MACs on the tiles' own outputs
 
 
 def check_budget(budget):
