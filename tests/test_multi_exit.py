@@ -149,7 +149,7 @@ def test_bad_wrapper_options_are_one_line(arch, exits, message):
 def test_receptive_field_holds_the_gradient_support(name):
     """Only input pixels within ``receptive_field`` of an output pixel's LR position reach it."""
     torch.manual_seed(0)
-    for depth in (1, 3):
+    for depth in (1,) if name == 'RRDBNet' else (1, 3):  # RRDBNet's field is 15 px per unit: kept small
         net = MultiExitSR(arch=ARCHS[name], exits=[1]).eval()
         radius = net.adapter.receptive_field(net.stock, depth)
         x = torch.rand(1, 3, 2 * radius + 9, 2 * radius + 9, requires_grad=True)
