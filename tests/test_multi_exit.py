@@ -178,3 +178,13 @@ def test_every_self_distill_variant_trains_a_wrapped_arch(variant, tiny_data):
         model.optimize_parameters(step)
     log = model.get_current_log()
     assert log['l_distill_exit1'] > 0 and ('feature_distill_opt' not in variant or log['l_feat_exit1'] > 0)
+
+
+def test_onnx_export_of_a_wrapped_student_matches_pytorch(tmp_path):
+    pytest.importorskip('onnx')
+    pytest.importorskip('onnxruntime')
+    torch.manual_seed(0)
+    torch.save({'params': MultiExitSR(arch=ARCHS['EDSR'], exits=[1]).state_dict()}, tmp_path / 'multi.pth')
+    export_main([str(tmp_path / 'multi.pth'), '--exit', '1', '--out', str(tmp_path / 's.pth'), '--onnx',
+                 str(tmp_path / 's.onnx')])
+    assert (tmp_path / 's.onnx').stat().st_size > 0  # export_onnx checked onnxruntime against PyTorch to 1e-4
