@@ -53,7 +53,7 @@ class Upscaler:
     """A checkpoint loaded once, for many images.
 
     Args:
-        model (str): checkpoint path (see ``sd_plugin.inference.load_sr_network``).
+        model (str): checkpoint path (see ``sd_plugin.inference.load_sr_network``); or None with ``loaded``.
         exit (int | None): a fixed output (None: the teacher); not with ``budget``.
         param_key (str | None): weights to use (default: params_ema if present, else params).
         tile, tile_pad, precision, alpha, channels_last, threads: as ``upscale_array``.
@@ -61,15 +61,19 @@ class Upscaler:
         router (str): 'edge' or 'learned' (need ``CKPT.routing.json``, ``sd-calibrate``), or 'random' / 'oracle'
             (evaluation).
         route_tile (int): routing tile side in LR pixels.
+        loaded (tuple | None): (net, info) already loaded (``load_sr_network``, or an ``OnnxNetwork`` and its info
+            for a fixed output); ``model`` then only names the checkpoint (its calibration is ``model`` +
+            '.routing.json').
     Attributes:
         net, info: as ``load_sr_network`` returns them; ``plans``: the ``RoutePlan`` of each routed call.
     """
 
     def __init__(self, model, exit=None, param_key=None, tile=0, tile_pad=None, precision='fp32', alpha='bicubic',
-                 channels_last=None, threads=None, budget=None, router='edge', route_tile=DEFAULT_ROUTE_TILE):
+                 channels_last=None, threads=None, budget=None, router='edge', route_tile=DEFAULT_ROUTE_TILE,
+                 loaded=None):
         if budget is not None and exit is not None:
             raise ConfigError('--exit and --budget: choose one (a fixed output, or a routed mix under a budget)')
-        self.net, self.info = load_sr_network(model, exit, param_key)
+        self.net, self.info = loaded if loaded is not None else load_sr_network(model, exit, param_key)
         self.options = dict(tile=tile, tile_pad=tile_pad, precision=precision, alpha=alpha,
                             channels_last=channels_last, threads=threads)
         self.routed = None
@@ -111,7 +115,31 @@ class Upscaler:
 
 def describe_plan(plan):
     """One line: the MAC share a routed image spent and how many tiles each output got."""
-    mix = ', '.join(f'{n} x {d}' for d, n in plan.counts.items() if n)
-    return f'{plan.spent:.3f} of the teacher\'s MACs (budget {plan.budget:g}, router {plan.router}; tiles: {mix})'
+    teacher = plan.depths[-1]
+    mix = ', '.join(f'{n} {"teacher" if d == teacher else f"exit {d}"}' for d, n in plan.counts.items() if n)
+    return (f'spent {plan.executed:.3f} of the teacher\'s MACs (budget {plan.budget:g}; the tiles\' own outputs: '
+            f'{plan.spent:.3f}), router {plan.router}; tiles: {mix}')
 
 
+
+
+def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUTE_TILE):
+    """The ``RoutedNetwork`` of an already loaded checkpoint (``loaded`` = (net, info) of ``load_sr_network``), for
+    ``upscale_array`` with ``tile=0`` (sd-upscale --budget)."""
+    return Upscaler(model, budget=budget, router=router, route_tile=route_tile, loaded=loaded).routed
+
+
+def report_route(routed, lr_path, route_map=None, log=print):
+    """Print the share the last routed image spent (and the budget's note), and draw its route map over the LR
+    image ``lr_path`` when ``route_map`` names a PNG."""
+    from sd_plugin.evaluation.protocol import read_image
+    from sd_plugin.routing.route_map import save_route_map
+    if not routed.plans:
+        return
+    plan = routed.plans[-1]
+    log(f'{lr_path}: {describe_plan(plan)}')
+    if plan.note:
+        log(f'{lr_path}: {plan.note}')
+    if route_map:
+        save_route_map(plan, route_map, read_image(lr_path))
+        log(f'wrote {route_map}')

@@ -263,3 +263,56 @@ def test_planned_macs_are_the_executed_macs(net, x):
         assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
     teacher = stages.macs_per_pixel(6) * 21 * 30
     assert planned_macs(stages, grid, [6] * len(grid), 21, 30) == pytest.approx(teacher)  # no halo computed twice
+
+
+def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path):
+    """The library path of sd-upscale: a routed Upscaler at budget 1 gives the teacher's image (same kind, BGR
+    uint8), and its plan draws a route map."""
+    from sd_plugin.routing.route_map import save_route_map
+    from sd_plugin.upscaler import Upscaler, describe_plan
+    img = np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    routed = Upscaler(ckpt, budget=1.0, router='random')
+    teacher = Upscaler(ckpt)
+    out = routed.upscale(img)
+    assert out.shape == (80, 112, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - teacher.upscale(img)).max() <= 1
+    plan = routed.plans[-1]
+    assert set(plan.route) == {6} and '1.000' in describe_plan(plan)
+    save_route_map(plan, str(tmp_path / 'map.png'), img[..., ::-1])
+    assert (tmp_path / 'map.png').stat().st_size > 1000
+    with pytest.raises(ConfigError, match='--exit and --budget'):
+        Upscaler(ckpt, exit=2, budget=0.5)
+    with pytest.raises(ConfigError, match='sd-calibrate'):
+        Upscaler(ckpt, budget=0.5, router='edge')
+
+
+def test_budget_evaluation_records(ckpt, tmp_path):
+    """sd-eval --budget's library: per set, the fixed outputs and every router x budget, with the MAC shares; the
+    markdown, plot and summary are drawn from the records."""
+    import cv2
+    from helpers import smooth_image
+
+    from sd_plugin.data.bicubic import imresize
+    from sd_plugin.evaluation.budget import evaluate_budget, summary
+    from sd_plugin.evaluation.budget_report import budget_markdown, budget_plot
+    rng = np.random.default_rng(0)
+    for name in ('gt', 'lr'):
+        (tmp_path / 'data' / 'Tiny' / {'gt': 'GTmod4', 'lr': 'LRbicx4'}[name]).mkdir(parents=True)
+    for i in range(2):
+        gt = smooth_image(rng, 64, 96)
+        cv2.imwrite(str(tmp_path / 'data' / 'Tiny' / 'GTmod4' / f'{i}.png'), gt)
+        cv2.imwrite(str(tmp_path / 'data' / 'Tiny' / 'LRbicx4' / f'{i}.png'), imresize(gt, 1 / 4))
+    records = evaluate_budget(ckpt, str(tmp_path / 'data'), ['Tiny'], (0.95, 1.0), ('random', 'oracle'), 8,
+                              progress=False, log=lambda *a: None)
+    exits = [r for r in records if r['kind'] == 'exit']
+    routed = {(r['router'], r['budget']): r for r in records if r['kind'] == 'routed'}
+    assert [r['exit'] for r in exits] == [2, 4, 6] and len(routed) == 4
+    teacher = exits[-1]
+    for router in ('random', 'oracle'):
+        assert routed[router, 1.0]['psnr'] == teacher['psnr'] and routed[router, 1.0]['share'] == 1
+        assert routed[router, 0.95]['executed_share'] <= 0.95
+        assert len(routed[router, 0.95]['psnr_images']) == 2
+    assert {r['router'] for r in summary(records)} == {'random', 'oracle'}
+    assert '| oracle | 0.95 |' in budget_markdown(records)
+    budget_plot(records, str(tmp_path / 'plot.png'))
+    assert (tmp_path / 'plot.png').stat().st_size > 1000

@@ -63,3 +63,22 @@ def budget_plot(records, path):
         atomic_write(path, lambda f: fig.savefig(f, dpi=110, format='png'))
     finally:
         plt.close(fig)
+
+
+def write_budget(records, json_path=None, markdown_path=None, plot_path=None, log=print):
+    """Write the records (JSON: ``{"records": [...], "summary": [...]}``), their markdown and plot where asked, each
+    atomically; print the markdown and the summary at 0.7-ish budgets."""
+    import json
+    data = {'records': records, 'summary': summary(records)}
+    text = budget_markdown(records)
+    if json_path:
+        atomic_write(json_path, lambda f: json.dump(data, f, indent=1), mode='w')
+        log(f'wrote {json_path}')
+    if markdown_path:
+        atomic_write(markdown_path, lambda f: f.write(text), mode='w')
+        log(f'wrote {markdown_path}')
+    if plot_path:
+        budget_plot(records, plot_path)
+        log(f'wrote {plot_path}')
+    log('')
+    log(text)
