@@ -54,6 +54,11 @@ Output: ``--json PATH`` writes the results as a list of records ``{"model", "exi
 the networks ran with; ``exit``: the depth for a multi-exit checkpoint, the teacher included, null for a
 single-exit model; ``model`` is ``"bicubic"`` for the bicubic rows); the markdown table printed and the ``--plot``
 PNG (PSNR against MACs) are drawn from those records.
+
+Routing (issue 17): ``sd-eval CKPT --budget 0.6 0.7 0.85 1 --router edge learned random oracle`` evaluates routed
+mixes of one multi-exit checkpoint's outputs instead (``sd_plugin.evaluation.budget``): per set, router and budget,
+the share of the teacher's MACs spent, PSNR / SSIM (this protocol) and CPU ms per image next to the teacher's;
+``--json`` / ``--markdown`` / ``--plot`` (PSNR against the MAC share: fixed exits as points, routers as curves).
 """
 import argparse
 import json
@@ -61,9 +66,13 @@ from os import path as osp
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
+from sd_plugin.evaluation.budget import evaluate_budget
+from sd_plugin.evaluation.budget_report import write_budget
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
 from sd_plugin.files import atomic_write, plan_outputs
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
+from sd_plugin.routing.routers import ROUTERS
 from sd_plugin.threads import apply_threads, parse_threads  # noqa: F401  (parse_threads: imported from here)
 
 
@@ -110,6 +119,15 @@ def build_parser():
     parser.add_argument('--warmup', type=int, default=1, help='latency warm-up runs (default: 1)')
     parser.add_argument('--repeats', type=int, default=5, help='latency runs, median reported (default: 5)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    routing = parser.add_argument_group('routing under a MAC budget (sd_plugin.evaluation.budget; one multi-exit CKPT)')
+    routing.add_argument('--budget', type=float, nargs='+', default=None, metavar='F',
+                         help="shares of the teacher's MACs, e.g. 0.6 0.7 0.85 1: evaluate routed mixes instead")
+    routing.add_argument('--router', nargs='+', default=list(ROUTERS), choices=ROUTERS,
+                         help='routers to compare (default: all; edge and learned need sd-calibrate CKPT)')
+    routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
+                         help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
+    routing.add_argument('--markdown', default=None, metavar='PATH', help='also write the markdown table here')
+    routing.add_argument('--seed', type=int, default=0, help='seed of the random router (default: 0)')
     return parser
 
 
@@ -119,9 +137,17 @@ def main(argv=None):
     lr_size = parse_size(args.lr_size)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
-    plan_outputs({'--json': args.json, '--plot': args.plot}, {'CKPT': args.ckpts, '--data': args.data},
+    plan_outputs({'--json': args.json, '--plot': args.plot, '--markdown': args.markdown},
+                 {'CKPT': args.ckpts, '--data': args.data},
                  args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]})
     apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
+    if args.budget:  # routed mixes of one multi-exit checkpoint's outputs
+        if len(args.ckpts) != 1:
+            raise ConfigError(f'--budget: give one multi-exit CKPT ({len(args.ckpts)} given)')
+        records = evaluate_budget(args.ckpts[0], args.data, args.sets, args.budget, args.router, args.route_tile,
+                                  args.mode, args.param_key, args.seed, progress=not args.quiet)
+        write_budget(records, args.json, args.markdown, args.plot)
+        return
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
                        args.complexity, args.warmup, args.repeats, progress=not args.quiet, precision=args.precision)
     if args.json:
