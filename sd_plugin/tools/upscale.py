@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError, WriteError
-from sd_plugin.files import record_written, writable_folder, written_by
+from sd_plugin.files import plan_outputs, record_written, writable_folder, written_by
 from sd_plugin.imageio import IMAGE_EXTENSIONS, check_writable, is_image_file, read_image, write_image
 from sd_plugin.inference import (
     ALPHA_MODES,
@@ -51,7 +51,9 @@ from sd_plugin.inference import (
     receptive_field,
     upscale_array,
 )
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
 from sd_plugin.threads import apply_threads
+from sd_plugin.upscaler import report_route, routed_network
 
 PROG = 'sd-upscale'
 DEFAULT_TILE = 512
@@ -153,6 +155,15 @@ def build_parser():
                         'set, else the cores idle at the start, at least 1')
     parser.add_argument('--quiet', action='store_true', help='no progress bars (shown on a terminal only) and no line '
                         'per written image')
+    routing = parser.add_argument_group('routing (a multi-exit CKPT): each LR tile gets the output a router chose')
+    routing.add_argument('--budget', type=float, default=None, metavar='F',
+                         help="share of the teacher's MACs to spend, in (0, 1]; replaces --exit and --tile")
+    routing.add_argument('--router', default='edge', choices=['edge', 'learned', 'random'],
+                         help='edge (default) or learned: calibrated by sd-calibrate CKPT; random: for comparison')
+    routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
+                         help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
+    routing.add_argument('--route-map', default=None, metavar='PNG',
+                         help='save which output each tile got (one input image)')
     return parser
 
 
@@ -174,7 +185,7 @@ def load_network(args, device):
     net, info = load_sr_network(args.model, args.depth, args.param_key)
     arch = info['arch']
     if info['kind'] != 'multi-exit':
-        which = 'MSRResNet'
+        which = info['kind']  # 'MSRResNet', or a wrapped arch's student: 'EDSR', 'SwinIR', ...
     elif info['depth'] == arch['num_block']:
         which = f'the teacher of a multi-exit checkpoint (exits {arch["exits"]})'
     else:
@@ -201,12 +212,21 @@ def main(argv=None):
     device = pick_device(args.device)
     autocast(device, args.precision)  # fp16 off CUDA: one line, before loading anything
     net, info, description = load_network(args, device)
+    if args.budget is not None:  # routed (sd_plugin.routing): exact tiles by --route-tile, not --tile
+        if args.backend != 'torch':
+            raise ConfigError('--budget runs a multi-exit .pth checkpoint (--backend torch)')
+        net, args.tile = routed_network(args.model, (net, info), args.budget, args.router, args.route_tile), 0
+        description += f'; --budget {args.budget:g}, router {args.router}, route tile {args.route_tile} LR px'
     if args.tile > 0 and args.tile_pad is None and info['receptive_field'] is None:
         raise ConfigError(f'{args.model}: its receptive field is unknown (no residual blocks found): give '
                           '--tile-pad, or --tile 0')
     suffix = args.suffix.replace('{scale}', str(info['scale']))
 
     inputs, failures, own = expand_inputs(args.inputs)
+    if args.route_map:
+        if args.budget is None or len(inputs) != 1:
+            raise ConfigError(f'--route-map {args.route_map}: needs --budget and one input image ({len(inputs)} given)')
+        plan_outputs({'--route-map': args.route_map}, {'INPUT': inputs, '--model': args.model}, args.overwrite)
     outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
     if suffix == '' and osp.isdir(args.out):
         for path, out in zip(inputs, outputs):
@@ -228,7 +248,10 @@ def main(argv=None):
     bar = tqdm(plan, desc=PROG, unit='image', file=sys.stderr, disable=True if args.quiet or len(plan) < 2 else None)
     try:
         for path, out in bar:
+            routed_before = len(net.plans) if args.budget is not None else 0
             upscale_one(path, out, net, info, device, args, batch)
+            if args.budget is not None:
+                report_route(net.plans[routed_before:], path, args.route_map, log=tqdm.write)
             batch.done += 1
     except KeyboardInterrupt:
         bar.close()
