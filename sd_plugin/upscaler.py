@@ -129,14 +129,15 @@ def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUT
     return Upscaler(model, budget=budget, router=router, route_tile=route_tile, loaded=loaded).routed
 
 
-def report_route(routed, lr_path, route_map=None, log=print):
-    """Print the share the last routed image spent (and the budget's note), and draw its route map over the LR
-    image ``lr_path`` when ``route_map`` names a PNG."""
+def report_route(plans, lr_path, route_map=None, log=print):
+    """Print the share a routed image spent (and the budget's note), and draw its route map over the LR image
+    ``lr_path`` when ``route_map`` names a PNG. ``plans``: the image's new ``RoutedNetwork.plans`` (the first is
+    its colour channels'; none when it failed)."""
     from sd_plugin.evaluation.protocol import read_image
     from sd_plugin.routing.route_map import save_route_map
-    if not routed.plans:
+    if not plans:
         return
-    plan = routed.plans[-1]
+    plan = plans[0]
     log(f'{lr_path}: {describe_plan(plan)}')
     if plan.note:
         log(f'{lr_path}: {plan.note}')

@@ -26,8 +26,8 @@ def save_route_map(plan, path, lr=None, title=None):
     exits = len(plan.depths) - 1
     colours = [EXIT_COLOURS[i % len(EXIT_COLOURS)] for i in range(exits)] + [TEACHER_COLOUR]
     index = {d: i for i, d in enumerate(plan.depths)}
-    size = 6.0 * max(width, height) / max(width, height, 1)
-    fig, ax = plt.subplots(figsize=(size * width / max(width, height) + 1.8, size * height / max(width, height) + 0.6))
+    side = 5.0 / max(width, height, 1)  # inches per LR pixel: the longer side 5 inches
+    fig, ax = plt.subplots(figsize=(width * side, height * side))
     if lr is not None:
         grey = lr if lr.ndim == 2 else lr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
         ax.imshow(grey, cmap='gray', vmin=0, vmax=255, extent=(0, width, height, 0))
@@ -43,10 +43,9 @@ def save_route_map(plan, path, lr=None, title=None):
               for d in plan.depths]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels)], loc='upper left',
               bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-    ax.set_title(title or f'router {plan.router}, budget {plan.budget:g}: {plan.spent:.3f} of the teacher\'s MACs',
-                 fontsize=9)
-    fig.tight_layout()
+    ax.set_title(title or f'router {plan.router}, budget {plan.budget:g}: spent {plan.executed:.3f} of the teacher\'s '
+                 'MACs', fontsize=9)
     try:
-        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format='png'))
+        atomic_write(path, lambda f: fig.savefig(f, dpi=100, format='png', bbox_inches='tight'))
     finally:
         plt.close(fig)
