@@ -188,3 +188,15 @@ def test_onnx_export_of_a_wrapped_student_matches_pytorch(tmp_path):
     export_main([str(tmp_path / 'multi.pth'), '--exit', '1', '--out', str(tmp_path / 's.pth'), '--onnx',
                  str(tmp_path / 's.onnx')])
     assert (tmp_path / 's.onnx').stat().st_size > 0  # export_onnx checked onnxruntime against PyTorch to 1e-4
+
+
+def test_deploy_exit_makes_plain_forward_the_student_and_loads_the_same_weights():
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(arch=ARCHS['RCAN'], exits=[1, 2])).eval()
+    deployed = MultiExitSR(arch=ARCHS['RCAN'], exits=[1, 2], deploy_exit=2).eval()
+    deployed.load_state_dict(net.state_dict(), strict=True)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(deployed(x), net(x, all_exits=True)[2])
+    with pytest.raises(ConfigError, match=r'deploy_exit=5: must be one of exits \[1, 2\] or the teacher depth 3'):
+        MultiExitSR(arch=ARCHS['RCAN'], exits=[1, 2], deploy_exit=5)
