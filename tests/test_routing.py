@@ -286,23 +286,30 @@ def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path
         Upscaler(ckpt, budget=0.5, router='edge')
 
 
-def test_budget_evaluation_records(ckpt, tmp_path):
-    """sd-eval --budget's library: per set, the fixed outputs and every router x budget, with the MAC shares; the
-    markdown, plot and summary are drawn from the records."""
+@pytest.fixture
+def tiny_set(tmp_path):
+    """A benchmark folder (sd-prepare benchmark layout) with one set, 'Tiny': two 64 x 96 GT images and their LR."""
     import cv2
     from helpers import smooth_image
 
     from sd_plugin.data.bicubic import imresize
-    from sd_plugin.evaluation.budget import evaluate_budget, summary
-    from sd_plugin.evaluation.budget_report import budget_markdown, budget_plot
     rng = np.random.default_rng(0)
-    for name in ('gt', 'lr'):
-        (tmp_path / 'data' / 'Tiny' / {'gt': 'GTmod4', 'lr': 'LRbicx4'}[name]).mkdir(parents=True)
+    root = tmp_path / 'data'
+    (root / 'Tiny' / 'GTmod4').mkdir(parents=True)
+    (root / 'Tiny' / 'LRbicx4').mkdir()
     for i in range(2):
         gt = smooth_image(rng, 64, 96)
-        cv2.imwrite(str(tmp_path / 'data' / 'Tiny' / 'GTmod4' / f'{i}.png'), gt)
-        cv2.imwrite(str(tmp_path / 'data' / 'Tiny' / 'LRbicx4' / f'{i}.png'), imresize(gt, 1 / 4))
-    records = evaluate_budget(ckpt, str(tmp_path / 'data'), ['Tiny'], (0.95, 1.0), ('random', 'oracle'), 8,
+        cv2.imwrite(str(root / 'Tiny' / 'GTmod4' / f'{i}.png'), gt)
+        cv2.imwrite(str(root / 'Tiny' / 'LRbicx4' / f'{i}.png'), imresize(gt, 1 / 4))
+    return str(root)
+
+
+def test_budget_evaluation_records(ckpt, tiny_set, tmp_path):
+    """sd-eval --budget's library: per set, the fixed outputs and every router x budget, with the MAC shares; the
+    markdown, plot and summary are drawn from the records."""
+    from sd_plugin.evaluation.budget import evaluate_budget, summary
+    from sd_plugin.evaluation.budget_report import budget_markdown, budget_plot
+    records = evaluate_budget(ckpt, tiny_set, ['Tiny'], (0.95, 1.0), ('random', 'oracle'), 8,
                               progress=False, log=lambda *a: None)
     exits = [r for r in records if r['kind'] == 'exit']
     routed = {(r['router'], r['budget']): r for r in records if r['kind'] == 'routed'}
@@ -316,3 +323,38 @@ def test_budget_evaluation_records(ckpt, tmp_path):
     assert '| oracle | 0.95 |' in budget_markdown(records)
     budget_plot(records, str(tmp_path / 'plot.png'))
     assert (tmp_path / 'plot.png').stat().st_size > 1000
+
+
+def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
+    from sd_plugin.tools.eval import main
+    out = tmp_path / 'out'
+    main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.95', '1', '--router', 'random', 'oracle',
+          '--route-tile', '8', '--threads', '1', '--quiet', '--json', str(out / 'b.json'), '--markdown',
+          str(out / 'b.md'), '--plot', str(out / 'b.png')])
+    data = json.load(open(out / 'b.json'))
+    assert len(data['records']) == 3 + 4 and {r['router'] for r in data['summary']} == {'random', 'oracle'}
+    assert '| exit 2 |' in open(out / 'b.md').read() and (out / 'b.png').stat().st_size > 1000
+    with pytest.raises(SystemExit) as err:
+        main([ckpt, ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.9'])
+    assert err.value.code == 2 and 'one multi-exit CKPT' in capsys.readouterr().err
+
+
+def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
+    """sd-upscale --budget 1 writes the teacher's image and says what it spent; --route-map draws the tiles; the
+    edge router without a calibration is one line naming the command that makes it."""
+    import cv2
+
+    from sd_plugin.tools.upscale import main
+    img = np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'lr.png'), img)
+    main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'teacher'), '--threads', '1'])
+    main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'routed'), '--budget', '1',
+          '--router', 'random', '--route-tile', '8', '--route-map', str(tmp_path / 'map.png'), '--threads', '1'])
+    assert 'spent 1.000 of the teacher' in capsys.readouterr().out
+    routed = cv2.imread(str(tmp_path / 'routed' / 'lr_x4.png')).astype(int)
+    assert routed.shape == (96, 128, 3)
+    assert np.abs(routed - cv2.imread(str(tmp_path / 'teacher' / 'lr_x4.png'))).max() <= 1
+    assert (tmp_path / 'map.png').stat().st_size > 1000
+    with pytest.raises(SystemExit) as err:
+        main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'edge'), '--budget', '0.5'])
+    assert err.value.code == 2 and 'sd-calibrate' in capsys.readouterr().err
