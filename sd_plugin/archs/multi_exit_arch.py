@@ -32,12 +32,23 @@ OPTIONS_KEY = 'multi_exit_options'
 def build_stock(arch_opt):
     """The stock network of ``arch_opt`` (a network_g dict with ``type``), built from BasicSR's ARCH_REGISTRY; an
     argument the arch does not name is a ConfigError (SwinIR's ``**kwargs`` would swallow a misspelling)."""
+    if arch_opt['type'] not in ARCH_REGISTRY:
+        raise ConfigError(f'network_g.arch.type={arch_opt["type"]!r}: not registered in BasicSR\'s ARCH_REGISTRY '
+                          '(import the module that registers it before the options are parsed)')
     cls = ARCH_REGISTRY.get(arch_opt['type'])
-    known = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    params = inspect.signature(cls.__init__).parameters
+    known = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != 'self']
     for key in arch_opt:
         if key != 'type' and key not in known:
             raise ConfigError(f'network_g.arch.{key}: not an argument of {cls.__name__}{did_you_mean(key, known)}')
-    return cls(**{k: v for k, v in arch_opt.items() if k != 'type'})
+    missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in arch_opt]
+    if missing:
+        raise ConfigError(f'network_g.arch.{missing[0]}: missing; {cls.__name__} has no default for it')
+    try:
+        return cls(**{k: v for k, v in arch_opt.items() if k != 'type'})
+    except (AssertionError, IndexError, KeyError, TypeError, ValueError) as err:  # the arch's own checks
+        raise ConfigError(f'network_g.arch: {cls.__name__} cannot be built with {arch_opt} '
+                          f'({type(err).__name__}: {str(err).splitlines()[0] if str(err) else "no message"})') from None
 
 
 def resolve_arch(arch):
@@ -45,6 +56,8 @@ def resolve_arch(arch):
     if not isinstance(arch, dict) or 'type' not in arch:
         raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
     adapter = get_adapter(arch['type'])
+    if arch['type'] not in ARCH_REGISTRY:
+        build_stock(arch)  # the one-line error
     return adapter, adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
 
 
