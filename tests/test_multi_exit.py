@@ -139,6 +139,7 @@ def test_feature_distillation_on_an_arch_without_head_features_is_one_line():
      "'num_block'"),
     (dict(ARCHS['SwinIR'], dephts=[1]), [1], 'network_g.arch.dephts: not an argument of SwinIR'),
     ('EDSR', [1], 'must be the stock network_g mapping'),
+    (ARCHS['EDSR'], 2, r'network_g.exits=2: must be a list of depths'),
     (dict(type='EDSR', num_feat=8), [1], 'network_g.arch.num_in_ch: missing; EDSR has no default for it'),
     (dict(ARCHS['EDSR'], upscale=5), [1], r'EDSR cannot be built with .* \(ValueError: scale 5 is not supported'),
 ])

@@ -143,6 +143,8 @@ class MultiExitSR(nn.Module):
         adapter.check_options(arch_opt)
         stock = build_stock(arch_opt)
         depth = len(adapter.blocks(stock))
+        if not isinstance(exits, (list, tuple)) and exits is not None:
+            raise ConfigError(f'network_g.exits={exits!r}: must be a list of depths, e.g. [4, 8]')
         exits = list(exits or [])
         for k in exits:
             if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
