@@ -1,9 +1,9 @@
 """sd_plugin: self-distillation for BasicSR.
 
-Importing it registers SRResNetMultiExit (ARCH_REGISTRY), L1DistillLoss / MSEDistillLoss (LOSS_REGISTRY) and
-SelfDistillSRModel (MODEL_REGISTRY), and adds the torchvision module alias that basicsr 1.4.2 needs. It changes
-nothing else: the fixes and checks of ``sd_plugin.compat`` are installed by the plugin's launchers, which call
-``sd_plugin.compat.install()``.
+Importing it registers SRResNetMultiExit and MultiExitSR (ARCH_REGISTRY), L1DistillLoss / MSEDistillLoss
+(LOSS_REGISTRY) and SelfDistillSRModel (MODEL_REGISTRY), and adds the torchvision module alias that basicsr 1.4.2
+needs. It changes nothing else: the fixes and checks of ``sd_plugin.compat`` are installed by the plugin's
+launchers, which call ``sd_plugin.compat.install()``.
 """
 from sd_plugin import compat
 

@@ -134,7 +134,7 @@ class SelfDistillSRModel(SRModel):
         net = self.get_bare_model(self.net_g)
         if not hasattr(net, 'forward_exits'):
             raise ConfigError(f'network_g.type={opt["network_g"]["type"]!r}: SelfDistillSRModel needs '
-                              'SRResNetMultiExit (use SRModel for a network without exits)')
+                              'SRResNetMultiExit or MultiExitSR (use SRModel for a network without exits)')
 
     @property
     def exits(self):
