@@ -140,7 +140,8 @@ from basicsr.models.base_model import BaseModel
 names = lambda: {'train.parse_options': basicsr.train.parse_options, 'test.parse_options': basicsr.test.parse_options,
     'load_resume_state': basicsr.train.load_resume_state, 'build_dataset': basicsr.train.build_dataset,
     'EnlargedSampler': basicsr.train.EnlargedSampler, 'loaders': basicsr.train.create_train_val_dataloader,
-    'init_dist': basicsr.utils.options.init_dist, 'save_network': BaseModel.save_network,
+    'init_dist': basicsr.utils.options.init_dist, 'ordered_yaml': basicsr.utils.options.ordered_yaml,
+    'force_yml_value': basicsr.utils.options._postprocess_yml_value, 'save_network': BaseModel.save_network,
     'save_training_state': BaseModel.save_training_state, 'resume_training': BaseModel.resume_training,
     'model_to_device': BaseModel.model_to_device}
 before = names()
@@ -156,4 +157,4 @@ print(len(installed))
 '''
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == '11'
+    assert proc.stdout.strip() == '13'
