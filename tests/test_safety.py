@@ -173,7 +173,7 @@ def test_resume_falls_back_to_the_newest_intact_pair_and_sets_the_damaged_aside(
         f.truncate(100)  # the newest state is damaged ...
     with open(exp / 'models' / 'net_g_15.pth', 'r+b') as f:
         f.truncate(100)  # ... and so is the model of the one before
-    leftover = exp / 'models' / '.net_g_20.pth.k3j4.tmp'
+    leftover = exp / 'models' / '.net_g_20.pth.k3j4x7q2.tmp'  # mkstemp's 8 random characters
     leftover.write_bytes(b'half')
     opt['train']['total_iter'] = 25
     train(opt, tmp_path, '--auto_resume')
