@@ -19,6 +19,9 @@ in ``basicsr.train`` / ``basicsr.test`` (what ``train_pipeline`` / ``test_pipeli
     every sample's augmentation is seeded from (seed, epoch, position) and a resumed run replays the data exactly.
     ``create_train_val_dataloader`` also counts epochs by the batches the loader gives (it drops the last partial
     batch), so that exactly ``train.total_iter`` iterations run.
+in ``basicsr.models.sr_model`` (``SRModel`` and its subclasses):
+  * ``imwrite`` of validation images (``val.save_img``): BasicSR writes in place and fails naming no file; ours
+    writes atomically and a failed write ends the run in one line naming the file.
 in ``basicsr.utils.options``:
   * ``init_dist``: BasicSR assumes NCCL and CUDA; without CUDA ours uses gloo.
   * ``ordered_yaml``: BasicSR's loader constructs any Python object a tag names (``!!python/object/apply:os.system``
@@ -361,6 +364,14 @@ def _raise_failed(failed):
                                   'the previous checkpoint is intact')
 
 
+def write_validation_image(img, file_path, params=None, auto_mkdir=True):
+    """``basicsr.utils.imwrite`` as ``SRModel.nondist_validation`` calls it (``val.save_img``): BasicSR writes in
+    place and fails with ``IOError('Failed in writing images.')``, naming no file. Ours writes atomically through
+    ``sd_plugin.imageio.write_image``: a failed write ends the run in one line naming the file."""
+    from sd_plugin.imageio import write_image
+    write_image(file_path, img, params)
+
+
 def save_network(self, *args, _original=None, **kwargs):
     """``BaseModel.save_network``, atomic, and failing the run when BasicSR's retries all failed."""
     with atomic_torch_save() as failed:
@@ -453,6 +464,9 @@ def install():
             'refuses Python tags)')
     replace(basicsr.utils.options, '_postprocess_yml_value', postprocess_yml_value, '--force_yml lists are read as '
             'literals, not eval()ed')
+    import basicsr.models.sr_model
+    replace(basicsr.models.sr_model, 'imwrite', write_validation_image, 'validation images written atomically; a '
+            'failed write names the file', wrap=False)
     replace(BaseModel, 'save_network', save_network, 'atomic; a failed save stops the run', method=True)
     replace(BaseModel, 'save_training_state', save_training_state, 'atomic, with best-metric records; a failed '
             'save stops the run', method=True)

@@ -268,11 +268,14 @@ def test_an_output_too_large_for_memory_says_so_not_smaller_tiles(student, tmp_p
 # ------------------------------------------------------------------------------- sd-train validation images
 
 
-def test_a_validation_image_that_cannot_be_written_is_one_line_naming_it(tiny_data, tmp_path):
+@pytest.mark.parametrize('model_type', ['SelfDistillSRModel', 'SRModel'])
+def test_a_validation_image_that_cannot_be_written_is_one_line_naming_it(tiny_data, tmp_path, model_type):
     from basicsr.data import build_dataloader, build_dataset
     from basicsr.models import build_model
     from helpers import model_options
     opt = model_options(tiny_data)
+    if model_type == 'SRModel':  # BasicSR's own validation, through compat's imwrite
+        opt.update(model_type='SRModel', network_g={'type': 'MSRResNet', 'num_feat': 8, 'num_block': 2, 'upscale': 4})
     (tmp_path / 'visualization').write_text('a file where the folder goes')
     opt['path'].update(visualization=str(tmp_path / 'visualization'))
     opt['val']['save_img'] = True
