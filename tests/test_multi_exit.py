@@ -102,7 +102,7 @@ def val_loader(data):
     return build_dataloader(build_dataset(opt), opt, num_gpu=0, dist=False)
 
 
-@pytest.mark.parametrize('name', ['EDSR', 'RCAN', 'RRDBNet', 'SwinIR'])
+@pytest.mark.parametrize('name', ARCHS)
 def test_a_few_training_steps_validate_every_exit(name, tiny_data):
     opt = model_options(tiny_data)
     opt['network_g'] = {'type': 'MultiExitSR', 'arch': copy.deepcopy(ARCHS[name]), 'exits': [1]}
