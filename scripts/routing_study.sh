@@ -24,6 +24,12 @@ export OMP_NUM_THREADS=1
   --router edge learned random oracle --threads 1 --overwrite \
   --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png"
 
+# (The plot is a view of the JSON; redraw it without rerunning: budget_plot(records, PNG).)
+.venv/bin/python -c "
+import json
+from sd_plugin.evaluation.budget_report import budget_plot
+budget_plot(json.load(open('$OUT/budget.json'))['records'], '$OUT/budget.png')"
+
 # 3. The route map of one photo: scikit-image's chelsea (in no training or benchmark set), its x4 MATLAB-bicubic LR.
 LR=$OUT/chelsea_lr.png
 .venv/bin/python -c "
@@ -34,5 +40,11 @@ cv2.imwrite('$LR', lr[..., ::-1])"
 .venv/bin/sd-upscale "$LR" --model "$CKPT" --budget 0.7 --router learned --tile 0 --threads 1 --overwrite \
   --out "$OUT/upscaled" --route-map "$OUT/route_map.png"
 
-cp "$OUT/budget.json" "$OUT/budget.md" "$OUT/budget.png" "$OUT/route_map.png" docs/routing/
+# 4. The route tile: Set5 at budget 0.7 with 16 and 64 LR-pixel tiles (32, the default, is in step 2).
+for T in 16 64; do
+  .venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 --budget 0.7 --router edge learned random oracle \
+    --route-tile $T --threads 1 --overwrite --json "$OUT/tile$T.json" --markdown "$OUT/tile$T.md"
+done
+
+cp "$OUT/budget.json" "$OUT/budget.md" "$OUT/budget.png" "$OUT/route_map.png" "$OUT"/tile*.md docs/routing/
 echo "checkpoint: net_g_${ITER}.pth; results in $OUT and docs/routing"

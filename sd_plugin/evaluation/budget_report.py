@@ -34,7 +34,8 @@ def budget_markdown(records):
 
 
 def budget_plot(records, path):
-    """PNG of PSNR against the MAC share, one panel per set."""
+    """PNG of PSNR against the share of the teacher's MACs actually run (what the budget caps), one panel per
+    set."""
     try:
         import matplotlib
         matplotlib.use('Agg')
@@ -52,8 +53,8 @@ def budget_plot(records, path):
                         fontsize=8)
         for router in dict.fromkeys(r['router'] for r in mine if r['kind'] == 'routed'):
             curve = sorted((r for r in mine if r.get('router') == router), key=lambda r: r['budget'])
-            ax.plot([r['share'] for r in curve], [r['psnr'] for r in curve], 'o-', ms=4, label=router)
-        ax.set_xlabel("share of the teacher's MACs")
+            ax.plot([r['executed_share'] for r in curve], [r['psnr'] for r in curve], 'o-', ms=4, label=router)
+        ax.set_xlabel("share of the teacher's MACs run (routers: context and halos included)")
         ax.set_ylabel('PSNR (dB, Y)')
         ax.set_title(dataset)
         ax.grid(alpha=0.3)

@@ -54,9 +54,9 @@ from sd_plugin.files import (
     written_by,
 )
 from sd_plugin.imageio import IMAGE_EXTENSIONS, read_image, write_image
-from sd_plugin.inference import load_sr_network, upscale_array
 from sd_plugin.prepare import prepare_benchmark, prepare_folder
 from sd_plugin.threads import apply_threads
+from sd_plugin.upscaler import Upscaler
 
 SCALE = 4
 # Natural photographs only: see the module docstring for why the synthetic colorwheel (and the mostly black
@@ -321,9 +321,10 @@ def picture(out, student, ckpt, lr_path, gt_path):
     """Upscale the LR image ``lr_path`` with the exported student by sd-upscale's code path, written to
     ``out/upscaled/<stem>_x4.png``, and draw the comparison picture ``out/comparison.png`` (HR, bicubic, student,
     teacher) of it. Returns (upscaled path, picture path, {panel: PSNR of the whole image})."""
-    net, _ = load_sr_network(student)
+    upscaler = Upscaler(student, tile=UPSCALE_TILE)  # sd-upscale's per-image work
+    net = upscaler.net
     upscaled = osp.join(out, 'upscaled', f'{osp.splitext(osp.basename(lr_path))[0]}_x{SCALE}.png')
-    write_image(upscaled, upscale_array(net, read_image(lr_path), tile=UPSCALE_TILE))
+    write_image(upscaled, upscaler.upscale(read_image(lr_path)))
     hr, lr = read_rgb(gt_path), read_rgb(lr_path)
     teacher, _ = load_model(ckpt)
     outputs = [('student', model_output(net, lr)), ('teacher', model_output(teacher, lr))]
