@@ -358,3 +358,26 @@ def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'edge'), '--budget', '0.5'])
     assert err.value.code == 2 and 'sd-calibrate' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('arch', [dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=6, upscale=4),
+                                  dict(type='MSRResNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=6,
+                                       upscale=4)])
+def test_wrapped_arch_routes_exactly(arch):
+    """A MultiExitSR (issue 16's wrapper) routes through its adapter: any mix is exact per tile, and the planned MACs
+    are the counted ones."""
+    from sd_plugin.archs.multi_exit_arch import MultiExitSR
+    from sd_plugin.routing.execute import executed_macs
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(arch, exits=[2, 4]))
+    stages = staged(net)
+    x = torch.rand(1, 3, 21, 30, generator=torch.Generator().manual_seed(1))
+    outputs, grid = whole(net, x), tile_grid(21, 30, 8)
+    rng = random.Random(0)
+    route = [rng.choice(stages.depths) for _ in grid]
+    with torch.inference_mode():
+        sr = run_routed(stages, x, grid, route)
+    assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
+    assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
+    teacher = stages.macs_per_pixel(6) * 21 * 30  # plus the stem, which a head crop runs again for its extras
+    assert teacher < planned_macs(stages, grid, [6] * len(grid), 21, 30) <= teacher * 1.02

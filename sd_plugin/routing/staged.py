@@ -20,7 +20,11 @@ The interface (one adapter per architecture family; ``staged(net)`` picks it):
 A region computed on a crop that has at least the halo of real neighbouring pixels on every side where the image
 has them equals the same region of the whole-image pass: convolutions zero-pad only at the image's own border.
 """
+import copy
+
+import torch
 from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit, upsample
 from sd_plugin.errors import ConfigError
@@ -115,10 +119,67 @@ def trim(t, cut):
     return t[..., top:t.shape[-2] - bottom, left:t.shape[-1] - right]
 
 
+class StagedMultiExit:
+    """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``) through its arch adapter (``stem``,
+    ``run_block``, ``tail``, ``receptive_field``), for archs whose trunk keeps the LR resolution and whose receptive
+    field is finite (MSRResNet, EDSR, RRDBNet at x4). ``block_halo`` is the receptive field's growth per unit;
+    ``head_halo`` the whole field at depth 0 (the stem's own pixel included: a safe margin). A head crop recomputes
+    the stem's ``extras`` (e.g. EDSR's global residual) from its LR crop, and trims its margins at the end."""
+
+    def __init__(self, net):
+        adapter, stock = net.adapter, net.stock
+        fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
+        probe = torch.zeros(1, stock.conv_first.in_channels, 8, 8)
+        if None in fields or adapter.stem(stock, probe)[0].shape[-2:] != probe.shape[-2:]:
+            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk has no finite receptive field at the LR '
+                              'resolution, so its tiles cannot be exact (routing supports MSRResNet, EDSR, RRDBNet '
+                              'at x4)')
+        self.net, self.adapter, self.stock = net, adapter, stock
+        self.depths, self.scale = list(net.depths), net.upscale
+        self.block_halo, self.head_halo = fields[1] - fields[0], fields[0]
+        self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
+        meta = copy.deepcopy(net).to('meta')
+        with FlopCounterMode(display=False) as counter:
+            meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))
+        self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
+
+    def stem(self, x):
+        return self.adapter.stem(self.stock, x)[0]
+
+    def advance(self, feat, from_depth, to_depth):
+        for block in self.adapter.blocks(self.stock)[from_depth:to_depth]:
+            feat = self.adapter.run_block(self.stock, block, feat, {})
+        return feat
+
+    def head(self, feat, depth, x, margins=(0, 0, 0, 0)):
+        _, extras = self.adapter.stem(self.stock, x)
+        sr = self.adapter.tail(self.stock, self.net.head(depth), feat, extras)[0]
+        return trim(sr, [m * self.scale for m in margins])
+
+    def macs_per_pixel(self, depth):
+        return self._macs[depth]
+
+    def block_macs_per_pixel(self):
+        first, last = self.depths[0], self.depths[-1]
+        return (self._macs[last] - self._macs[first]) / (last - first)  # every head is a copy of the stock tail
+
+    def trunk_macs_per_pixel(self):
+        return self._stem + self.depths[0] * self.block_macs_per_pixel()
+
+    def head_macs_per_pixel(self, depth):
+        return self._macs[depth] - self._stem - depth * self.block_macs_per_pixel()
+
+    def head_macs(self, depth, height, width, margins):
+        return height * width * (self.head_macs_per_pixel(depth) + self._stem)  # the stem's extras, recomputed
+
+
 def staged(net):
     """The staged adapter of a multi-exit network; ConfigError for a network without one (or without exits)."""
+    if not getattr(net, 'exits', None):
+        raise ConfigError('--budget needs a multi-exit checkpoint (this one has no exits: a single output)')
     if isinstance(net, SRResNetMultiExit):
-        if not net.exits:
-            raise ConfigError('--budget needs a multi-exit checkpoint (this one has no exits: a single output)')
         return StagedSRResNet(net)
-    raise ConfigError(f'--budget: no staged adapter for {type(net).__name__} (routing supports SRResNetMultiExit)')
+    if hasattr(net, 'adapter') and hasattr(net, 'stock'):
+        return StagedMultiExit(net)
+    raise ConfigError(f'--budget: no staged adapter for {type(net).__name__} (routing supports SRResNetMultiExit and '
+                      'MultiExitSR)')
