@@ -381,3 +381,21 @@ def test_wrapped_arch_routes_exactly(arch):
     assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
     teacher = stages.macs_per_pixel(6) * 21 * 30  # plus the stem, which a head crop runs again for its extras
     assert teacher < planned_macs(stages, grid, [6] * len(grid), 21, 30) <= teacher * 1.02
+
+
+def test_wrapped_checkpoint_upscales_under_a_budget(tmp_path):
+    """sd-upscale's library path on a MultiExitSR (EDSR) checkpoint: budget 1 is its teacher, a lower budget a mix
+    within the MACs."""
+    from sd_plugin.archs.multi_exit_arch import MultiExitSR
+    from sd_plugin.upscaler import Upscaler
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=6, upscale=4),
+                             exits=[2, 4]))
+    path = str(tmp_path / 'edsr.pth')
+    torch.save({'params': net.state_dict()}, path)
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    routed = Upscaler(path, budget=1.0, router='random', route_tile=16)
+    assert np.abs(routed.upscale(img).astype(int) - Upscaler(path).upscale(img)).max() <= 1
+    low = Upscaler(path, budget=0.97, router='random', route_tile=16)
+    low.upscale(img)
+    assert low.plans[-1].executed <= 0.97
