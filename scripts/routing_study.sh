@@ -46,5 +46,10 @@ for T in 16 64; do
     --route-tile $T --threads 1 --overwrite --json "$OUT/tile$T.json" --markdown "$OUT/tile$T.md"
 done
 
+# 5. Times on a quieter machine (run with the background training paused): budget 0.7, Set5 and Set14.
+.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.7 --router edge learned random --threads 1 \
+  --overwrite --quiet --json "$OUT/paused_set5.json" --markdown "$OUT/paused_set5.md"
+cp "$OUT/paused_set5.md" docs/routing/timing_quiet.md
+
 cp "$OUT/budget.json" "$OUT/budget.md" "$OUT/budget.png" "$OUT/route_map.png" "$OUT"/tile*.md docs/routing/
 echo "checkpoint: net_g_${ITER}.pth; results in $OUT and docs/routing"
