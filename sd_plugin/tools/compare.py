@@ -24,9 +24,7 @@ from sd_plugin.compare import (
     check_names,
     comparison_grid,
     derive_lr,
-    load_model,
     match_hr,
-    model_output,
     parse_crop,
     parse_model,
 )
@@ -35,6 +33,7 @@ from sd_plugin.evaluation.protocol import read_image
 from sd_plugin.files import plan_outputs
 from sd_plugin.imageio import check_writable, write_image
 from sd_plugin.threads import apply_threads
+from sd_plugin.upscaler import Upscaler
 
 PROG = 'sd-compare'
 
@@ -81,7 +80,8 @@ def main(argv=None):
     nets = []
     for spec, (name, ckpt, exit) in zip(args.model, models):
         try:
-            nets.append((name, *load_model(ckpt, exit)))
+            upscaler = Upscaler(ckpt, exit)  # the per-image work sd-upscale does
+            nets.append((name, upscaler, upscaler.info))
         except ConfigError as err:
             raise ConfigError(f'--model {spec}: {err}') from None
     scales = {info['scale'] for _, _, info in nets}
@@ -108,7 +108,7 @@ def main(argv=None):
     outputs = []
     for name, net, info in nets:
         print(f'{PROG}: {name}: {info["path"]}, {info["depth"]} blocks, x{info["scale"]}', flush=True)
-        outputs.append((name, model_output(net, lr)))
+        outputs.append((name, net.sr_rgb(lr)))
     grid, labels, _ = comparison_grid(hr, lr, outputs, crops, args.zoom)
     write_image(args.out, np.ascontiguousarray(grid[..., ::-1]))
     print(f'{PROG}: wrote {args.out} ({grid.shape[1]}x{grid.shape[0]}; {" | ".join(labels)})')
