@@ -135,7 +135,7 @@ from torchvision.transforms import functional  # the alias basicsr 1.4.2 needs, 
 alias = types.ModuleType('torchvision.transforms.functional_tensor')
 alias.rgb_to_grayscale = functional.rgb_to_grayscale
 sys.modules[alias.__name__] = alias
-import basicsr.train, basicsr.test, basicsr.utils.options
+import basicsr.train, basicsr.test, basicsr.utils.options, basicsr.models.sr_model
 from basicsr.models.base_model import BaseModel
 names = lambda: {'train.parse_options': basicsr.train.parse_options, 'test.parse_options': basicsr.test.parse_options,
     'load_resume_state': basicsr.train.load_resume_state, 'build_dataset': basicsr.train.build_dataset,
@@ -143,7 +143,7 @@ names = lambda: {'train.parse_options': basicsr.train.parse_options, 'test.parse
     'init_dist': basicsr.utils.options.init_dist, 'ordered_yaml': basicsr.utils.options.ordered_yaml,
     'force_yml_value': basicsr.utils.options._postprocess_yml_value, 'save_network': BaseModel.save_network,
     'save_training_state': BaseModel.save_training_state, 'resume_training': BaseModel.resume_training,
-    'model_to_device': BaseModel.model_to_device}
+    'model_to_device': BaseModel.model_to_device, 'sr_model.imwrite': basicsr.models.sr_model.imwrite}
 before = names()
 import sd_plugin
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY, MODEL_REGISTRY
@@ -157,4 +157,4 @@ print(len(installed))
 '''
     proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip() == '13'
+    assert proc.stdout.strip() == '14'
