@@ -4,16 +4,18 @@
    it, without any overlap).
 2. Deeper, block by block, features are computed only where a tile routed deeper needs them: tile t routed to depth
    D needs the features after block j (j <= D) on the tile widened by ``block_halo * (D - j) + head_halo`` pixels
-   (its receptive field from there on). Each grid tile computes the bounding box of what is needed inside it, from
-   a crop ``block_halo`` wider (clamped at the image border, where the convolutions' own zero padding is the
-   whole image's); crops of one shape run as one batch. Two feature buffers alternate, so a block reads only the
-   previous block's values.
-3. At depth D, the tiles routed to D run head D on their features and LR widened by ``head_halo``, and keep their
-   own part.
+   (its receptive field from there on). Each grid tile takes the bounding box of what is needed inside it; boxes of
+   neighbouring tiles are merged into strips (``merge_boxes``), each run from a crop ``block_halo`` wider (clamped
+   at the image border, where the convolutions' own zero padding is the whole image's); crops of one shape run as
+   one batch. Two feature buffers alternate, so a block reads only the previous block's values; a block needed on
+   the whole image runs on it directly.
+3. At depth D, the strips of tiles routed to D run head D on their features and LR widened by ``head_halo``; the
+   head trims its context layer by layer (``staged``) and returns the strip's own pixels.
 
 Every pixel that reaches an output was computed from real neighbours over its whole receptive field, so each tile
 equals the same region of its output run on the whole image (float rounding aside: ``tests/test_routing.py``
-checks 1e-5). What the context around a deep tile costs beyond the tile itself is what ``executed_macs`` counts.
+checks 1e-5). ``crop_plan`` lists the crops without running them, so ``planned_macs`` (what the budget caps) is the
+count ``executed_macs`` measures with ``torch.utils.flop_counter``.
 """
 from collections import defaultdict
 from itertools import groupby
