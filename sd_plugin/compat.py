@@ -354,6 +354,7 @@ def _raise_failed(failed):
     space on its disk."""
     import shutil
     for path, err in failed.items():
+        err = getattr(err, 'cause', err)  # a WriteError names the error it wraps
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[0]
         reason = reason if len(reason) <= 100 else reason[:97] + '...'
         try:

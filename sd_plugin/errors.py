@@ -18,10 +18,12 @@ class CheckpointSaveError(OSError):
 class WriteError(OSError):
     """A file could not be written (a full disk, a read-only or missing folder, a folder at the file's name): raised
     by ``sd_plugin.files.atomic_write``, the one place every write goes through. ``filename`` is the file; ``errno``
-    and ``strerror`` are the system's. Its message is one line: ``cannot write PATH (reason)``."""
+    and ``strerror`` are the system's; ``cause`` is the original error. Its message is one line: ``cannot write PATH
+    (reason)``."""
 
     def __init__(self, path, err):
         super().__init__(getattr(err, 'errno', None), getattr(err, 'strerror', None) or str(err), str(path))
+        self.cause = err
 
     def __str__(self):
         return f'cannot write {self.filename} ({self.strerror})'

@@ -30,7 +30,7 @@ SafeOrderedLoader.add_multi_constructor(PYTHON_TAG_PREFIX, _refuse_python_tag)
 
 
 def load_yaml(path, what='-opt'):
-    """The content of the YAML file ``path`` (OrderedDict mappings), read with ``SafeOrderedLoader``.
+    """The content of the YAML file ``path`` (mappings as dicts in key order), read with ``SafeOrderedLoader``.
 
     Args:
         path (str): the file.

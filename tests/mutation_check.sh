@@ -12,7 +12,7 @@ run() {  # name, file, python-replace-script, pytest args
   git checkout -q -- "$2"
 }
 run chmod sd_plugin/files.py "p='sd_plugin/files.py';s=open(p).read();s=s.replace('        os.chmod(tmp, 0o666 & ~_umask())\n','');open(p,'w').write(s)" "tests/test_safety.py::test_checkpoints_get_the_permissions_a_plain_save_gives"
-run failedsave sd_plugin/compat.py "p='sd_plugin/compat.py';s=open(p).read();s=s.replace('    for path, err in failed.items():\n        reason','    for path, err in []:\n        reason');open(p,'w').write(s)" "tests/test_safety.py::test_a_full_disk_ends_sd_train_non_zero_in_one_line_naming_the_file"
+run failedsave sd_plugin/compat.py "p='sd_plugin/compat.py';s=open(p).read();s=s.replace('    for path, err in failed.items():\n','    for path, err in []:\n');open(p,'w').write(s)" "tests/test_safety.py::test_a_full_disk_ends_sd_train_non_zero_in_one_line_naming_the_file"
 run apart sd_plugin/files.py "p='sd_plugin/files.py';s=open(p).read();s=s.replace('    for out_key, out in outputs.items():','    for out_key, out in {}.items():');open(p,'w').write(s)" "tests/test_safety.py -k 'export or prepare or eval'"
 run claim sd_plugin/files.py "p='sd_plugin/files.py';s=open(p).read();s=s.replace('        if os.listdir(folder):','        if False:');open(p,'w').write(s)" "tests/test_safety.py -k 'never_clears or claim'"
 run types sd_plugin/preflight.py "p='sd_plugin/preflight.py';s=open(p).read();s=s.replace('    check_types(opt)\n','');open(p,'w').write(s)" "tests/test_bad_inputs.py -k 'string or true or scalar'"
