@@ -196,3 +196,14 @@ def test_report_only_on_a_missing_folder_is_an_error(tiny_data, tmp_path, capsys
     assert code == 2 and err.strip() == f'sd-study: error: --report-only --out {tmp_path / "nope"}: no study there ' \
         f'(no {tmp_path / "nope" / "runs"} folder); nothing to report'
     assert not (tmp_path / 'nope').exists()
+
+
+def test_a_run_another_process_finished_while_this_one_waited_is_not_trained_again(tmp_path, monkeypatch):
+    """Two sd-study processes on one --out: the second must not resume (and re-export) a run the first finished
+    after the second had listed it as to do."""
+    from sd_plugin.study import runner
+    folder = tmp_path / 'runs' / 'a_seed0'
+    folder.mkdir(parents=True)
+    (folder / 'done.json').write_text(json.dumps({'iters': 10, 'seconds': 5.0}))
+    monkeypatch.setattr(runner.CHILDREN, 'popen', lambda *args, **kwargs: pytest.fail('trained again'))
+    assert runner.train_one({'iters': 10}, 'a', 0, str(tmp_path), shares=None) == {'iters': 10, 'seconds': 5.0}

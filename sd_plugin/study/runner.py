@@ -97,6 +97,9 @@ def train_one(spec, arm, seed, out, shares, log=print):
     lock.write(f'{os.getpid()}\n')  # a claim whose processes have all ended is free again: flock ends with them
     lock.flush()
     try:
+        record = finished(out, arm, seed, spec['iters'])
+        if record:  # another process of the study finished it while this one waited its turn
+            return record
         opt = run_options(spec, arm, seed, write_init(spec, arm, seed, out))
         write_yaml(opt, osp.join(folder, 'opt.yml'))
         with shares.run() as (threads, env), open(osp.join(folder, 'train.log'), 'a') as out_log:
