@@ -123,7 +123,11 @@ def test_train_launcher_applies_and_logs_the_choice(tiny_data, tmp_path, monkeyp
     records = []
     handler = logging.Handler()
     handler.emit = records.append
-    logging.getLogger('basicsr').addHandler(handler)
+    logger = logging.getLogger('basicsr')
+    monkeypatch.setattr(logger, 'level', logging.INFO)  # an earlier in-process run may have left it at ERROR
+    monkeypatch.setattr(logger, 'disabled', False)
+    logger.manager._clear_cache()
+    logger.addHandler(handler)
     opt = write_yaml(tiny_options(tiny_data, name='threads', total_iter=2), tmp_path / 'threads.yml')
     monkeypatch.setattr(sys, 'argv', ['sd-train', '-opt', opt])
     try:
