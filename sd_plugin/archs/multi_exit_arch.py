@@ -22,7 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sd_plugin.archs.adapters import get_adapter
-from sd_plugin.archs.srresnet_multiexit_arch import scale_gradient
+from sd_plugin.archs.srresnet_multiexit_arch import check_exits, scale_gradient
 from sd_plugin.errors import ConfigError
 from sd_plugin.text import did_you_mean
 
@@ -143,18 +143,7 @@ class MultiExitSR(nn.Module):
         adapter.check_options(arch_opt)
         stock = build_stock(arch_opt)
         depth = len(adapter.blocks(stock))
-        if not isinstance(exits, (list, tuple)) and exits is not None:
-            raise ConfigError(f'network_g.exits={exits!r}: must be a list of depths, e.g. [4, 8]')
-        exits = list(exits or [])
-        for k in exits:
-            if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
-                raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {depth - 1}] '
-                                  f'({arch["type"]} has {depth} {adapter.unit}s)')
-        if exits != sorted(set(exits)):
-            raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
-        if deploy_exit not in (None, depth, *exits):
-            raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or the teacher '
-                              f'depth {depth}')
+        exits = check_exits(exits, deploy_exit, depth, f'{arch["type"]} has {depth} {adapter.unit}s')
         # The stock network's parameters, buffers and children ARE this module's (the same dicts), so the state
         # dict has the stock names with no prefix; ``stock`` itself is kept unregistered, for its attributes.
         for name in ('_parameters', '_buffers', '_non_persistent_buffers_set', '_modules'):

@@ -50,6 +50,25 @@ def scale_gradient(x, scale):
     return x if scale == 1 else x * scale + x.detach() * (1 - scale)
 
 
+def check_exits(exits, deploy_exit, depth, depth_text):
+    """The exits as a list, after checking them and ``deploy_exit`` against the teacher ``depth`` (in the arch's
+    unit); a one-line ConfigError otherwise. ``depth_text`` says what the depth is, e.g. 'num_block=16' or
+    'EDSR has 16 blocks'."""
+    if not isinstance(exits, (list, tuple)) and exits is not None:
+        raise ConfigError(f'network_g.exits={exits!r}: must be a list of depths, e.g. [4, 8]')
+    exits = list(exits or [])
+    for k in exits:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
+            raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {depth - 1}] '
+                              f'({depth_text})')
+    if exits != sorted(set(exits)):
+        raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
+    if deploy_exit not in (None, depth, *exits):
+        raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or the teacher '
+                          f'depth {depth}')
+    return exits
+
+
 @ARCH_REGISTRY.register()
 class SRResNetMultiExit(MSRResNet):
     """MSRResNet with early exits: the first k residual blocks plus exit head k form an SRResNet-k, the student.
@@ -70,16 +89,7 @@ class SRResNetMultiExit(MSRResNet):
             raise ConfigError(f'network_g.upscale={upscale!r}: must be 2, 3 or 4')
         if not isinstance(num_block, int) or num_block < 1:
             raise ConfigError(f'network_g.num_block={num_block!r}: must be a positive integer')
-        exits = list(exits or [])
-        for k in exits:
-            if not isinstance(k, int) or not 1 <= k < num_block:
-                raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {num_block - 1}] '
-                                  f'(num_block={num_block})')
-        if exits != sorted(set(exits)):
-            raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
-        if deploy_exit not in (None, num_block, *exits):
-            raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or '
-                              f'num_block={num_block}')
+        exits = check_exits(exits, deploy_exit, num_block, f'num_block={num_block}')
         super().__init__(num_in_ch, num_out_ch, num_feat, num_block, upscale)
         self.num_block = num_block
         self.exits = exits
