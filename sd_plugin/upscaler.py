@@ -16,7 +16,7 @@ from basicsr.utils import tensor2img
 from sd_plugin.errors import ConfigError
 from sd_plugin.inference import as_channels_last, load_sr_network, upscale_array
 from sd_plugin.routing.calibration import load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, route_image
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.staged import staged
 
@@ -84,6 +84,7 @@ class Upscaler:
             if tile:
                 raise ConfigError(f'--tile {tile} and --budget: the routed run tiles by --route-tile (give --tile 0)')
             stages = staged(self.net)
+            check_route_tile(stages, route_tile)
             calibration = load_calibration(model, stages.depths) if router in USER_ROUTERS else None
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
                                         channels_last is not False)

@@ -399,3 +399,70 @@ def test_wrapped_checkpoint_upscales_under_a_budget(tmp_path):
     low = Upscaler(path, budget=0.97, router='random', route_tile=16)
     low.upscale(img)
     assert low.plans[-1].executed <= 0.97
+
+
+APPROXIMATE = {  # archs without a finite receptive field, and how close a routed tile is to its output (lively init)
+    'RCAN': (dict(type='RCAN', num_in_ch=3, num_out_ch=3, num_feat=16, num_group=6, num_block=1, upscale=4,
+                  squeeze_factor=4), 5e-3),
+    'SwinIR': (dict(type='SwinIR', upscale=4, in_chans=3, img_size=16, window_size=4, img_range=1., depths=[2] * 6,
+                    embed_dim=12, num_heads=[2] * 6, mlp_ratio=2, upsampler='pixelshuffledirect'), 1e-4)}
+
+
+@pytest.mark.parametrize('name', APPROXIMATE)
+def test_arch_without_a_receptive_field_routes_as_tiling_does(name):
+    """RCAN (channel attention pools the whole image) and SwinIR (windows; 37 x 50 is padded to whole windows): one
+    output everywhere is the whole-image pass exactly; in a mix, each tile is within the tiling approximation of its
+    output (strips run from the first exit on with the padding --tile uses; per-block crops without context were off
+    by 0.05 / 0.3); the planned MACs are the counted ones; the route tile must be a multiple of the window."""
+    from sd_plugin.archs.multi_exit_arch import MultiExitSR
+    from sd_plugin.routing.execute import executed_macs
+    arch, tolerance = APPROXIMATE[name]
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(arch, exits=[2, 4]))
+    stages = staged(net)
+    assert not stages.exact and name in stages.note
+    x = torch.rand(1, 3, 37, 50, generator=torch.Generator().manual_seed(1))
+    outputs = whole(net, x)
+    with torch.inference_mode():
+        sr, plan = route_image(stages, x, 1.0, 'random', tile=8)
+        assert set(plan.route) == {6} and (sr - outputs[6]).abs().max() <= 1e-5
+        sr, plan = route_image(stages, x, 0.1, 'random', tile=8)
+        assert set(plan.route) == {2} and (sr - outputs[2]).abs().max() <= 1e-5
+        padded = stages.prepare(x)
+        grid = tile_grid(*padded.shape[2:], 8)
+        rng = random.Random(0)
+        route = [rng.choice(stages.depths) for _ in grid]
+        sr = run_routed(stages, padded, grid, route)[..., :37 * S, :50 * S]
+    assert len(set(route)) == 3
+    assert max(tile_errors(sr, outputs, grid, route)) <= tolerance
+    assert planned_macs(stages, grid, route, *padded.shape[2:]) == pytest.approx(
+        executed_macs(stages, padded, grid, route), rel=1e-4)
+    if stages.tile_multiple > 1:
+        with pytest.raises(ConfigError, match='multiple of 4'):
+            route_image(stages, x, 0.8, 'random', tile=6)
+
+
+def test_swinir_checkpoint_upscales_under_a_budget(tmp_path, capsys):
+    """sd-upscale --budget on a MultiExitSR (SwinIR) checkpoint: it says that tiles are approximate, spends within
+    the budget, and budget 1 is its teacher."""
+    import cv2
+
+    from sd_plugin.archs.multi_exit_arch import MultiExitSR
+    from sd_plugin.tools.upscale import main
+    torch.manual_seed(0)
+    net = lively(MultiExitSR(APPROXIMATE['SwinIR'][0], exits=[2, 4]))
+    ckpt = str(tmp_path / 'swinir.pth')
+    torch.save({'params': net.state_dict()}, ckpt)
+    img = np.random.default_rng(0).integers(0, 256, (44, 60, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'lr.png'), img)
+    main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'teacher'), '--threads', '1',
+          '--quiet'])
+    for budget in ('1', '0.8'):
+        main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / budget), '--budget', budget,
+              '--router', 'random', '--route-tile', '16', '--threads', '1', '--quiet'])
+    out = capsys.readouterr().out
+    assert 'no finite receptive field' in out
+    line = next(line for line in out.splitlines() if '(budget 0.8;' in line)
+    assert float(line.split('spent ')[1].split()[0]) <= 0.8
+    teacher = cv2.imread(str(tmp_path / 'teacher' / 'lr_x4.png')).astype(int)
+    assert np.abs(cv2.imread(str(tmp_path / '1' / 'lr_x4.png')) - teacher).max() <= 1

@@ -28,7 +28,7 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import load_pairs, measure
 from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
 from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, route_image
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.scores import gt_luma, oracle_gains
 from sd_plugin.routing.staged import staged
@@ -57,6 +57,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
             raise ConfigError(f'--router {router!r}: must be one of {", ".join(ROUTERS)}')
     net, info = load_sr_network(ckpt, param_key=param_key)
     stages = staged(net)
+    check_route_tile(stages, route_tile)
     calibration = load_calibration(ckpt, stages.depths) if set(routers) & set(USER_ROUTERS) else None
     scale, teacher = stages.scale, stages.depths[-1]
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
@@ -64,6 +65,8 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     log(f'sd-eval --budget: {ckpt} [{info["param_key"] or "state dict"}] outputs {stages.depths} (MAC shares '
         f'{", ".join(f"{d}: {c:.3f}" for d, c in costs.items())}); route tile {route_tile} LR px; '
         f'{torch.get_num_threads()} thread(s)')
+    if stages.note:
+        log(f'sd-eval --budget: {stages.note}')
     records = []
     for name, images in pairs.items():
         fixed = {d: {'scores': [], 'ms': []} for d in stages.depths}
@@ -80,7 +83,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
             for router in routers:
                 for budget in budgets:
                     if router == 'oracle' and budget < 1 and oracle is None:
-                        grid = tile_grid(x.shape[2], x.shape[3], route_tile)
+                        grid = tile_grid(*stages.prepare(x).shape[2:], route_tile)  # route_image's grid
                         oracle = oracle_gains(outputs, gt_luma(gt), grid, scale)
                     (sr, plan), ms = timed(lambda r=router, b=budget: route_image(
                         stages, x, b, r, route_tile, calibration, seed=seed + index,

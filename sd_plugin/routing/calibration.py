@@ -56,13 +56,16 @@ def to_input(rgb):
 
 @torch.inference_mode()
 def all_outputs(stages, x, trunk=None):
-    """[(1, 3, H*s, W*s)] every output of ``x``, cheapest first, from one trunk pass on the whole image."""
+    """[(1, 3, H*s, W*s)] every output of ``x``, cheapest first, from one trunk pass on the whole image (``trunk``:
+    the features after the first exit's block on ``stages.prepare(x)``, when already computed)."""
+    height, width = x.shape[2:]
+    x = stages.prepare(x)
     feat = run_trunk(stages, x) if trunk is None else trunk
     outputs, depth = [], stages.depths[0]
     for d in stages.depths:
         feat = stages.advance(feat, depth, d)
         depth = d
-        outputs.append(stages.head(feat, d, x))
+        outputs.append(stages.head(feat, d, x)[..., :height * stages.scale, :width * stages.scale])
     return outputs
 
 
@@ -71,7 +74,7 @@ def image_samples(stages, lr, gt, grid):
     """Per tile of ``grid`` on the uint8 LR image ``lr`` with ground truth ``gt``: {'edge': (n,), 'stats': (n, 2C),
     'gain': (n, outputs) true gain per LR pixel}."""
     x = to_input(lr)
-    trunk = run_trunk(stages, x)
+    trunk = run_trunk(stages, stages.prepare(x))
     outputs = all_outputs(stages, x, trunk.clone())
     gain = scores.oracle_gains(outputs, scores.gt_luma(gt), grid, stages.scale) / scores.tile_areas(grid)[:, None]
     return {'edge': scores.edge_scores(x, grid), 'stats': scores.feature_stats(trunk, grid), 'gain': gain}

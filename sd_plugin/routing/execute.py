@@ -142,6 +142,15 @@ def run_routed(stages, x, grid, route, trunk=None):
     spare = None
     for (kind, depth), crops in groupby(crop_plan(stages, grid, route, height, width), key=lambda c: c[:2]):
         jobs = [(crop, keep, None) for _, _, crop, keep in crops]
+        if kind == 'strip':
+            def fn(items, rel, depth=depth):
+                boxes = [c for c, _, _ in items]
+                deep = stages.advance(gather(feat, boxes), stages.depths[0], depth)
+                sr = stages.head(deep, depth, gather(x, boxes), margins(items[0]))
+                for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
+                    out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1]
+            batched(jobs, fn)
+            continue
         if kind == 'head':
             def fn(items, rel, depth=depth):
                 boxes = [c for c, _, _ in items]
@@ -167,9 +176,15 @@ def run_routed(stages, x, grid, route, trunk=None):
 
 def crop_plan(stages, grid, route, height, width):
     """The crops ``run_routed`` runs, without running them: [(kind, depth, crop box, keep box)] with kind 'head'
-    (head ``depth`` on the crop) or 'block' (block ``depth``, from the features after block ``depth - 1``)."""
+    (head ``depth`` on the crop), 'block' (block ``depth``, from the features after block ``depth - 1``) or, for an
+    arch that is not ``exact``, 'strip' (blocks after the first exit up to ``depth``, then head ``depth``)."""
     plan = []
     first = stages.depths[0]
+    if not stages.exact:
+        for depth in stages.depths:
+            boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
+            plan += [('strip', depth, widen(b, stages.head_halo, height, width), b) for b in boxes]
+        return plan
     for depth in range(first, max(route) + 1):
         if depth > first:
             boxes = needed_boxes(grid, route, depth, stages, height, width)
@@ -186,9 +201,11 @@ def planned_macs(stages, grid, route, height, width):
     total = height * width * stages.trunk_macs_per_pixel()
     for kind, depth, crop, keep in crop_plan(stages, grid, route, height, width):
         crop_height, crop_width = crop[1] - crop[0], crop[3] - crop[2]
-        if kind == 'head':
+        if kind != 'block':
             total += stages.head_macs(depth, crop_height, crop_width, margins((crop, keep)))
-        else:
+        if kind == 'strip':
+            total += crop_height * crop_width * stages.block_macs_per_pixel() * (depth - stages.depths[0])
+        elif kind == 'block':
             total += crop_height * crop_width * stages.block_macs_per_pixel()
     return total
 

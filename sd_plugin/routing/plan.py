@@ -86,6 +86,14 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
     return max(fitting, key=lambda r: r[1])  # the most MACs on the tiles' own outputs
 
 
+def check_route_tile(stages, tile):
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise ConfigError(f'--route-tile {tile!r}: must be an integer >= 1')
+    if tile % stages.tile_multiple:
+        raise ConfigError(f'--route-tile {tile}: must be a multiple of {stages.tile_multiple} (this network\'s '
+                          'window: tiles lie on its window grid)')
+
+
 def check_budget(budget):
     if not 0 < budget <= 1:
         raise ConfigError(f'--budget {budget}: must be a share of the teacher\'s MACs in (0, 1]')
@@ -103,8 +111,9 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
         tuple[Tensor, RoutePlan]: the (1, 3, H*s, W*s) output and the plan.
     """
     check_budget(budget)
-    if tile < 1:
-        raise ConfigError(f'--route-tile {tile}: must be >= 1')
+    check_route_tile(stages, tile)
+    height, width = x.shape[2:]
+    x = stages.prepare(x)  # SwinIR: padded to whole windows; the tiles cover the padded image, the output is cropped
     grid = tile_grid(x.shape[2], x.shape[3], tile)
     trunk = run_trunk(stages, x)
     if budget >= 1:
@@ -112,6 +121,6 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
     route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
-    sr = run_routed(stages, x, grid, route, trunk)
+    sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
     return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts)

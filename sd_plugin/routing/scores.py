@@ -56,16 +56,18 @@ def sr_luma(sr):
 
 
 def tile_errors(outputs, gt_y, grid, scale):
-    """(tiles, outputs) summed squared error of each output's Y against ``gt_y`` per tile.
+    """(tiles, outputs) summed squared error of each output's Y against ``gt_y`` per tile (a tile reaching past the
+    ground truth, e.g. over SwinIR's padding, sums the pixels it has).
 
     Args:
-        outputs (list[Tensor]): the (1, 3, H*s, W*s) SR outputs, cheapest first.
+        outputs (list[Tensor]): the (1, 3, H*s, W*s) SR outputs, cheapest first (larger ones are cropped to ``gt_y``).
         gt_y (Tensor): (H*s, W*s) float64 Y of the ground truth, the same scale as ``sr_luma``.
     """
     columns = []
     for sr in outputs:
-        sq = ((sr_luma(sr) - gt_y) ** 2)[None, None]
-        columns.append(tile_means(sq, grid, scale)[:, 0] * torch.from_numpy(tile_areas(grid) * scale * scale))
+        sq = (sr_luma(sr)[:gt_y.shape[0], :gt_y.shape[1]] - gt_y) ** 2
+        columns.append(torch.stack([sq[y0 * scale:y1 * scale, x0 * scale:x1 * scale].sum()
+                                    for y0, y1, x0, x1 in grid]))
     return torch.stack(columns, 1).numpy()
 
 

@@ -3,6 +3,10 @@
 The interface (one adapter per architecture family; ``staged(net)`` picks it):
 
 * ``depths``: every output depth, cheapest first, the teacher last; ``scale``: the upscaling factor;
+* ``prepare(x)``: the (1, 3, H, W) LR input as the routed run takes it (SwinIR: padded to whole windows; else x);
+  ``tile_multiple``: tiles start at multiples of it (SwinIR: its window); ``exact``: whether a tile equals its output
+  on the whole image (False for archs without a finite receptive field: RCAN, SwinIR; see ``StagedMultiExit``), and
+  ``note``: one line saying so (None when exact);
 * ``stem(x)``: (N, 3, h, w) LR in [0, 1] -> (N, C, h, w) features before the first block (depth 0);
 * ``advance(feat, from_depth, to_depth)``: features after block ``from_depth`` -> after block ``to_depth``;
 * ``head(feat, depth, x, margins)``: features after block ``depth`` and the same region of the LR input -> the SR
@@ -38,6 +42,9 @@ class StagedSRResNet:
 
     block_halo = 2
     head_halo = 2
+    exact = True
+    note = None
+    tile_multiple = 1
 
     def __init__(self, net):
         self.net = net
@@ -45,6 +52,9 @@ class StagedSRResNet:
         self.scale = net.upscale
         self.num_feat = net.conv_first.out_channels
         self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
+
+    def prepare(self, x):
+        return x
 
     def stem(self, x):
         return self.net.lrelu(self.net.conv_first(x))
@@ -121,27 +131,50 @@ def trim(t, cut):
 
 class StagedMultiExit:
     """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``) through its arch adapter (``stem``,
-    ``run_block``, ``tail``, ``receptive_field``), for archs whose trunk keeps the LR resolution and whose receptive
-    field is finite (MSRResNet, EDSR, RRDBNet at x4). ``block_halo`` is the receptive field's growth per unit;
-    ``head_halo`` the whole field at depth 0 (the stem's own pixel included: a safe margin). A head crop recomputes
-    the stem's ``extras`` (e.g. EDSR's global residual) from its LR crop, and trims its margins at the end."""
+    ``run_block``, ``tail``, ``receptive_field``), for archs whose trunk keeps the LR resolution.
+
+    With a finite receptive field (MSRResNet, EDSR, RRDBNet at x4) tiles are exact: ``block_halo`` is the field's
+    growth per unit, ``head_halo`` the whole field at depth 0 (the stem's own pixel included: a safe margin). An arch
+    without one (RCAN: channel attention pools the whole image; SwinIR: ``StagedSwinIR``) has ``exact = False``:
+    a deep crop reads ``wrapped_network.tile_padding`` LR pixels of context (``head_halo``; ``block_halo`` 0), the
+    approximation ``--tile`` makes for it. The trunk up to the first exit still runs once on the whole image, and
+    tiles routed alike merge into one crop, so the teacher everywhere (or any output everywhere) is one whole-image
+    pass, exactly. A head crop recomputes the stem's ``extras`` (e.g. EDSR's global residual) from its LR crop, and
+    trims its margins at the end."""
+
+    exact = True
+    note = None
 
     def __init__(self, net):
+        from sd_plugin.wrapped_network import tile_multiple, tile_padding
         adapter, stock = net.adapter, net.stock
-        fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
-        probe = torch.zeros(1, stock.conv_first.in_channels, 8, 8)
-        if None in fields or adapter.stem(stock, probe)[0].shape[-2:] != probe.shape[-2:]:
-            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk has no finite receptive field at the LR '
-                              'resolution, so its tiles cannot be exact (routing supports MSRResNet, EDSR, RRDBNet '
-                              'at x4)')
         self.net, self.adapter, self.stock = net, adapter, stock
         self.depths, self.scale = list(net.depths), net.upscale
-        self.block_halo, self.head_halo = fields[1] - fields[0], fields[0]
+        self.tile_multiple = tile_multiple(net)
+        fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
+        if None in fields:
+            self.exact = False
+            self.block_halo, self.head_halo = 0, tile_padding(net, net.num_block)
+            self.note = (f'{net.arch_opt["type"]} has no finite receptive field, so routed tiles approximate their '
+                         f'outputs: each strip of tiles routed deeper than exit {self.depths[0]} reads '
+                         f'{self.head_halo} LR px of context around it, as --tile does (budget 1, or one output '
+                         'everywhere, is the whole-image pass)')
+        else:
+            self.block_halo, self.head_halo = fields[1] - fields[0], fields[0]
+        side = max(8, self.tile_multiple)
+        probe = torch.zeros(1, stock.conv_first.in_channels, side, side)
+        if self.stem(probe).shape[-2:] != probe.shape[-2:]:
+            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk does not keep the LR resolution, so it '
+                              'cannot be cut into LR tiles')
         self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
         meta = copy.deepcopy(net).to('meta')
         with FlopCounterMode(display=False) as counter:
             meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))
         self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
+
+    def prepare(self, x):
+        """The (1, 3, H, W) LR input as the routed run takes it (``StagedSwinIR``: padded to whole windows)."""
+        return x
 
     def stem(self, x):
         return self.adapter.stem(self.stock, x)[0]
@@ -173,6 +206,38 @@ class StagedMultiExit:
         return height * width * (self.head_macs_per_pixel(depth) + self._stem)  # the stem's extras, recomputed
 
 
+class StagedSwinIR(StagedMultiExit):
+    """SwinIR's stages on (N, C, h, w) feature maps: its units (RSTB layers) run on tokens, which are the map's pixels
+    row by row (``PatchUnEmbed`` is a reshape), so a map crop is the tokens of that region. The input is padded to
+    whole windows first (reflect, as SwinIR pads it), and tiles and context are whole windows, so every crop's
+    windows lie on the whole image's window grid."""
+
+    def prepare(self, x):
+        multiple = self.tile_multiple
+        pad_h, pad_w = -x.shape[2] % multiple, -x.shape[3] % multiple
+        return F.pad(x, (0, pad_w, 0, pad_h), 'reflect') if pad_h or pad_w else x
+
+    @staticmethod
+    def to_map(tokens, size):
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *size)
+
+    def stem(self, x):
+        tokens, extras = self.adapter.stem(self.stock, x)
+        return self.to_map(tokens, extras['x_size'])
+
+    def advance(self, feat, from_depth, to_depth):
+        size = tuple(feat.shape[-2:])
+        tokens = feat.flatten(2).transpose(1, 2)
+        for block in self.adapter.blocks(self.stock)[from_depth:to_depth]:
+            tokens = block(tokens, size)
+        return self.to_map(tokens, size)
+
+    def head(self, feat, depth, x, margins=(0, 0, 0, 0)):
+        _, extras = self.adapter.stem(self.stock, x)
+        sr = self.adapter.tail(self.stock, self.net.head(depth), feat.flatten(2).transpose(1, 2), extras)[0]
+        return trim(sr, [m * self.scale for m in margins])
+
+
 def staged(net):
     """The staged adapter of a multi-exit network; ConfigError for a network without one (or without exits)."""
     if not getattr(net, 'exits', None):
@@ -180,6 +245,7 @@ def staged(net):
     if isinstance(net, SRResNetMultiExit):
         return StagedSRResNet(net)
     if hasattr(net, 'adapter') and hasattr(net, 'stock'):
-        return StagedMultiExit(net)
+        from sd_plugin.archs.adapters.swinir import SwinIRAdapter
+        return StagedSwinIR(net) if isinstance(net.adapter, SwinIRAdapter) else StagedMultiExit(net)
     raise ConfigError(f'--budget: no staged adapter for {type(net).__name__} (routing supports SRResNetMultiExit and '
                       'MultiExitSR)')

@@ -217,6 +217,8 @@ def main(argv=None):
             raise ConfigError('--budget runs a multi-exit .pth checkpoint (--backend torch)')
         net, args.tile = routed_network(args.model, (net, info), args.budget, args.router, args.route_tile), 0
         description += f'; --budget {args.budget:g}, router {args.router}, route tile {args.route_tile} LR px'
+        if net.stages.note:
+            print(f'{PROG}: {net.stages.note}', flush=True)
     if args.tile > 0 and args.tile_pad is None and info['receptive_field'] is None:
         raise ConfigError(f'{args.model}: its receptive field is unknown (no residual blocks found): give '
                           '--tile-pad, or --tile 0')
