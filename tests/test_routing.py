@@ -119,7 +119,7 @@ def test_spent_share_never_exceeds_the_budget_by_more_than_one_tile(net, budget)
 
 class Costs:
     """A staged network stub without context (halos 0): output d costs d MACs per pixel (trunk 1, blocks 1)."""
-    depths, block_halo, head_halo = [1, 2, 5], 0, 0
+    depths, trunk_depth, block_halo, head_halo = [1, 2, 5], 1, 0, 0
 
     def macs_per_pixel(self, d):
         return d

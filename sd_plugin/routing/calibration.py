@@ -61,10 +61,10 @@ def all_outputs(stages, x, trunk=None):
     height, width = x.shape[2:]
     x = stages.prepare(x)
     feat = run_trunk(stages, x) if trunk is None else trunk
-    outputs, depth = [], stages.depths[0]
+    outputs, depth = [], stages.trunk_depth
     for d in stages.depths:
-        feat = stages.advance(feat, depth, d)
-        depth = d
+        if d > depth:  # (an output below the trunk, bicubic, reads the input only)
+            feat, depth = stages.advance(feat, depth, d), d
         outputs.append(stages.head(feat, d, x)[..., :height * stages.scale, :width * stages.scale])
     return outputs
 

@@ -28,7 +28,7 @@ def allocate_in_context(gains, grid, stages, height, width, budget):
     The masks are kept in units of ``unit`` pixels (2 when both halos and the tiles' starts are even: margins and
     tile edges then fall on units, except tile ends at the image border, rounded up), which makes the estimate 4
     times cheaper."""
-    depths, first = stages.depths, stages.depths[0]
+    depths, first = stages.depths, stages.trunk_depth
     cells = np.asarray(grid, np.int64).reshape(-1, 4)
     even = stages.block_halo % 2 == 0 and stages.head_halo % 2 == 0 and not (cells[:, [0, 2]] % 2).any()
     unit = 2 if even else 1

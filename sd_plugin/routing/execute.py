@@ -116,7 +116,7 @@ def margins(item):
 
 def run_trunk(stages, x):
     """(1, C, H, W) features after the first exit's block: the shared trunk, once on the whole image."""
-    return stages.advance(stages.stem(x), 0, stages.depths[0])
+    return stages.advance(stages.stem(x), 0, stages.trunk_depth)
 
 
 def run_routed(stages, x, grid, route, trunk=None):
@@ -145,7 +145,7 @@ def run_routed(stages, x, grid, route, trunk=None):
         if kind == 'strip':
             def fn(items, rel, depth=depth):
                 boxes = [c for c, _, _ in items]
-                deep = stages.advance(gather(feat, boxes), stages.depths[0], depth)
+                deep = stages.advance(gather(feat, boxes), stages.trunk_depth, depth)
                 sr = stages.head(deep, depth, gather(x, boxes), margins(items[0]))
                 for i, (_, (y0, y1, x0, x1), _) in enumerate(items):
                     out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[i:i + 1]
@@ -179,9 +179,12 @@ def crop_plan(stages, grid, route, height, width):
     (head ``depth`` on the crop), 'block' (block ``depth``, from the features after block ``depth - 1``) or, for an
     arch that is not ``exact``, 'strip' (blocks after the first exit up to ``depth``, then head ``depth``)."""
     plan = []
-    first = stages.depths[0]
+    first = stages.trunk_depth
+    for depth in [d for d in stages.depths if d < first]:  # outputs below the trunk (bicubic): heads only
+        boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
+        plan += [('head', depth, widen(b, stages.head_halo, height, width), b) for b in boxes]
     if not stages.exact:
-        for depth in stages.depths:
+        for depth in [d for d in stages.depths if d >= first]:
             boxes = merge_boxes(grid, [t if d == depth else None for t, d in zip(grid, route)])
             plan += [('strip', depth, widen(b, stages.head_halo, height, width), b) for b in boxes]
         return plan
@@ -204,7 +207,7 @@ def planned_macs(stages, grid, route, height, width):
         if kind != 'block':
             total += stages.head_macs(depth, crop_height, crop_width, margins((crop, keep)))
         if kind == 'strip':
-            total += crop_height * crop_width * stages.block_macs_per_pixel() * (depth - stages.depths[0])
+            total += crop_height * crop_width * stages.block_macs_per_pixel() * (depth - stages.trunk_depth)
         elif kind == 'block':
             total += crop_height * crop_width * stages.block_macs_per_pixel()
     return total

@@ -7,6 +7,8 @@ The interface (one adapter per architecture family; ``staged(net)`` picks it):
   ``tile_multiple``: tiles start at multiples of it (SwinIR: its window); ``exact``: whether a tile equals its output
   on the whole image (False for archs without a finite receptive field: RCAN, SwinIR; see ``StagedMultiExit``), and
   ``note``: one line saying so (None when exact);
+* ``trunk_depth``: the depth of the shared trunk, run once on the whole image (the first exit's; see
+  ``sd_plugin.routing.bicubic`` for an output below it);
 * ``stem(x)``: (N, 3, h, w) LR in [0, 1] -> (N, C, h, w) features before the first block (depth 0);
 * ``advance(feat, from_depth, to_depth)``: features after block ``from_depth`` -> after block ``to_depth``;
 * ``head(feat, depth, x, margins)``: features after block ``depth`` and the same region of the LR input -> the SR
@@ -52,6 +54,10 @@ class StagedSRResNet:
         self.scale = net.upscale
         self.num_feat = net.conv_first.out_channels
         self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
+
+    @property
+    def trunk_depth(self):
+        return self.depths[0]
 
     def prepare(self, x):
         return x
@@ -171,6 +177,10 @@ class StagedMultiExit:
         with FlopCounterMode(display=False) as counter:
             meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))
         self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
+
+    @property
+    def trunk_depth(self):
+        return self.depths[0]
 
     def prepare(self, x):
         """The (1, 3, H, W) LR input as the routed run takes it (``StagedSwinIR``: padded to whole windows)."""
