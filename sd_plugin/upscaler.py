@@ -15,6 +15,7 @@ from basicsr.utils import tensor2img
 
 from sd_plugin.errors import ConfigError
 from sd_plugin.inference import as_channels_last, load_sr_network, upscale_array
+from sd_plugin.routing.bicubic import WithBicubic, output_name
 from sd_plugin.routing.calibration import load_calibration, to_input
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
@@ -61,6 +62,7 @@ class Upscaler:
         router (str): 'edge' or 'learned' (need ``CKPT.routing.json``, ``sd-calibrate``), or 'random' / 'oracle'
             (evaluation).
         route_tile (int): routing tile side in LR pixels.
+        bicubic (bool): bicubic upsampling is one more choice, below the cheapest exit (``sd_plugin.routing.bicubic``).
         loaded (tuple | None): (net, info) already loaded (``load_sr_network``, or an ``OnnxNetwork`` and its info
             for a fixed output); ``model`` then only names the checkpoint (its calibration is ``model`` +
             '.routing.json').
@@ -70,7 +72,7 @@ class Upscaler:
 
     def __init__(self, model, exit=None, param_key=None, tile=0, tile_pad=None, precision='fp32', alpha='bicubic',
                  channels_last=None, threads=None, budget=None, router='edge', route_tile=DEFAULT_ROUTE_TILE,
-                 loaded=None):
+                 bicubic=False, loaded=None):
         if budget is not None and exit is not None:
             raise ConfigError('--exit and --budget: choose one (a fixed output, or a routed mix under a budget)')
         self.net, self.info = loaded if loaded is not None else load_sr_network(model, exit, param_key)
@@ -86,6 +88,8 @@ class Upscaler:
             stages = staged(self.net)
             check_route_tile(stages, route_tile)
             calibration = load_calibration(model, stages.depths) if router in USER_ROUTERS else None
+            if bicubic:
+                stages = WithBicubic(stages)
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
                                         channels_last is not False)
 
@@ -116,18 +120,17 @@ class Upscaler:
 
 def describe_plan(plan):
     """One line: the MAC share a routed image spent and how many tiles each output got."""
-    teacher = plan.depths[-1]
-    mix = ', '.join(f'{n} {"teacher" if d == teacher else f"exit {d}"}' for d, n in plan.counts.items() if n)
+    mix = ', '.join(f'{n} {output_name(d, plan.depths)}' for d, n in plan.counts.items() if n)
     return (f'spent {plan.executed:.3f} of the teacher\'s MACs (budget {plan.budget:g}; the tiles\' own outputs: '
             f'{plan.spent:.3f}), router {plan.router}; tiles: {mix}')
 
 
 
 
-def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUTE_TILE):
+def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUTE_TILE, bicubic=False):
     """The ``RoutedNetwork`` of an already loaded checkpoint (``loaded`` = (net, info) of ``load_sr_network``), for
     ``upscale_array`` with ``tile=0`` (sd-upscale --budget)."""
-    return Upscaler(model, budget=budget, router=router, route_tile=route_tile, loaded=loaded).routed
+    return Upscaler(model, budget=budget, router=router, route_tile=route_tile, bicubic=bicubic, loaded=loaded).routed
 
 
 def report_route(plans, lr_path, route_map=None, log=print):

@@ -334,6 +334,14 @@ def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
     data = json.load(open(out / 'b.json'))
     assert len(data['records']) == 3 + 4 and {r['router'] for r in data['summary']} == {'random', 'oracle'}
     assert '| exit 2 |' in open(out / 'b.md').read() and (out / 'b.png').stat().st_size > 1000
+    main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.5', '--router', 'random+bicubic',
+          'oracle+bicubic', '--route-tile', '8', '--threads', '1', '--quiet', '--json', str(out / 'c.json')])
+    records = json.load(open(out / 'c.json'))['records']
+    bic = next(r for r in records if r['kind'] == 'bicubic')
+    oracle = next(r for r in records if r.get('router') == 'oracle+bicubic')
+    assert bic['share'] == 0 and oracle['executed_share'] <= 0.5 and oracle['tiles']['0'] > 0
+    assert oracle['psnr'] >= bic['psnr']
+    assert {r['router'] for r in json.load(open(out / 'c.json'))['summary']} == {'random+bicubic', 'oracle+bicubic'}
     with pytest.raises(SystemExit) as err:
         main([ckpt, ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.9'])
     assert err.value.code == 2 and 'one multi-exit CKPT' in capsys.readouterr().err
@@ -466,3 +474,43 @@ def test_swinir_checkpoint_upscales_under_a_budget(tmp_path, capsys):
     assert float(line.split('spent ')[1].split()[0]) <= 0.8
     teacher = cv2.imread(str(tmp_path / 'teacher' / 'lr_x4.png')).astype(int)
     assert np.abs(cv2.imread(str(tmp_path / '1' / 'lr_x4.png')) - teacher).max() <= 1
+
+
+def test_bicubic_is_one_more_exact_choice(net, x):
+    """--bicubic: output 0 is bicubic upsampling. Under the trunk's cost it runs everywhere; in any mix each tile
+    equals its output (bicubic tiles: the whole image's bicubic, borders included); the planned MACs are counted;
+    a bicubic tile saves the cheapest exit's head, so a mix with bicubic costs less than the cheapest exit."""
+    from sd_plugin.routing.bicubic import WithBicubic, bicubic
+    from sd_plugin.routing.execute import executed_macs
+    stages = WithBicubic(staged(net))
+    assert stages.depths == [0, 2, 4, 6]
+    outputs = {0: bicubic(x, S), **whole(net, x)}
+    sr, plan = route_image(stages, x, 0.05, 'random', tile=8)
+    assert set(plan.route) == {0} and plan.note and (sr - outputs[0]).abs().max() <= 1e-5
+    grid = tile_grid(21, 30, 8)
+    rng = random.Random(0)
+    for _ in range(3):
+        route = [rng.choice(stages.depths) for _ in grid]
+        with torch.inference_mode():
+            sr = run_routed(stages, x, grid, route)
+        assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
+        assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
+    half = [0 if i % 2 else 2 for i in range(len(grid))]
+    assert planned_macs(stages, grid, half, 21, 30) < planned_macs(stages, grid, [2] * len(grid), 21, 30)
+
+
+def test_bicubic_routers_use_the_calibrated_bicubic_table(net, ckpt, hr_folder, x):
+    """sd-calibrate stores the cheapest exit's gain over bicubic per edge bin; edge+bicubic and learned+bicubic route
+    with it, random+bicubic without; a calibration without the table is refused in one line."""
+    from sd_plugin.routing.bicubic import WithBicubic
+    from sd_plugin.tools.calibrate import main
+    main([ckpt, '--data', str(hr_folder), '--route-tile', '8', '--threads', '1'])
+    calibration = load_calibration(ckpt, [2, 4, 6])
+    assert len(calibration['edge']['bicubic']) == len(calibration['edge']['gain'])
+    stages = WithBicubic(staged(net))
+    for router in ('edge', 'learned', 'random'):
+        sr, plan = route_image(stages, x, 0.6, router, tile=8, calibration=calibration)
+        assert plan.executed <= 0.6 and sr.shape == (1, 3, 21 * S, 30 * S)
+    del calibration['edge']['bicubic']
+    with pytest.raises(ConfigError, match='rerun sd-calibrate'):
+        route_image(stages, x, 0.6, 'edge', tile=8, calibration=calibration)

@@ -15,6 +15,11 @@ and the heads' halos included: ``sd_plugin.routing.execute.planned_macs``; the b
 "ssim", "ms", "teacher_ms" (the teacher alone on the same images, timed next to it), "tiles" {depth: count},
 "psnr_images"}``. ``ms`` is the mean wall time per image with the torch threads in use. ``summary`` adds, per set,
 router and budget, the share of the PSNR gap between the cheapest exit and the teacher that the mix recovers.
+
+A router named ``ROUTER+bicubic`` (e.g. ``edge+bicubic``) routes with bicubic as one more choice below the cheapest
+exit (``sd_plugin.routing.bicubic``); bicubic alone is then one more fixed record, ``{"kind": "bicubic", "exit": 0,
+"share": 0, ...}`` (it runs no network). The gap stays the cheapest exit's to the teacher's, and ``vs_random``
+compares with ``random+bicubic``.
 """
 import statistics
 import time
@@ -27,11 +32,15 @@ from tqdm import tqdm
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import load_pairs, measure
 from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
+from sd_plugin.routing.bicubic import BICUBIC, WithBicubic, bicubic
 from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.scores import gt_luma, oracle_gains
 from sd_plugin.routing.staged import staged
+
+BICUBIC_SUFFIX = '+bicubic'  # a router's name with it: bicubic is one more choice (sd_plugin.routing.bicubic)
+EVAL_ROUTERS = (*ROUTERS, *(r + BICUBIC_SUFFIX for r in ROUTERS))
 
 
 def timed(fn):
@@ -53,12 +62,14 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     for budget in budgets:
         check_budget(budget)
     for router in routers:
-        if router not in ROUTERS:
-            raise ConfigError(f'--router {router!r}: must be one of {", ".join(ROUTERS)}')
+        if router not in EVAL_ROUTERS:
+            raise ConfigError(f'--router {router!r}: must be one of {", ".join(EVAL_ROUTERS)}')
     net, info = load_sr_network(ckpt, param_key=param_key)
     stages = staged(net)
     check_route_tile(stages, route_tile)
-    calibration = load_calibration(ckpt, stages.depths) if set(routers) & set(USER_ROUTERS) else None
+    bases = {r: r.removesuffix(BICUBIC_SUFFIX) for r in routers}
+    calibration = load_calibration(ckpt, stages.depths) if set(bases.values()) & set(USER_ROUTERS) else None
+    with_bicubic = WithBicubic(stages) if any(r.endswith(BICUBIC_SUFFIX) for r in routers) else None
     scale, teacher = stages.scale, stages.depths[-1]
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
     pairs = {name: load_pairs(data, name, scale) for name in sets}  # every set checked before the slow work
@@ -69,7 +80,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
         log(f'sd-eval --budget: {stages.note}')
     records = []
     for name, images in pairs.items():
-        fixed = {d: {'scores': [], 'ms': []} for d in stages.depths}
+        fixed = {d: {'scores': [], 'ms': []} for d in ([BICUBIC] if with_bicubic else []) + stages.depths}
         routed = {(r, b): {'scores': [], 'ms': [], 'teacher_ms': [], 'share': [], 'executed': [], 'tiles': {}}
                   for r in routers for b in budgets}
         bar = tqdm(total=len(images), desc=f'{name} routed', unit='image', disable=not progress)
@@ -79,15 +90,22 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
             for d, sr in zip(stages.depths, outputs):
                 fixed[d]['scores'].append(measure(to_uint8(sr), gt, scale, mode))
                 fixed[d]['ms'].append(timed(lambda d=d: net.forward_exits(x, [d]))[1])
-            oracle = None
+            if with_bicubic:
+                up, ms = timed(lambda: bicubic(x, scale))
+                fixed[BICUBIC]['scores'].append(measure(to_uint8(up), gt, scale, mode))
+                fixed[BICUBIC]['ms'].append(ms)
+                outputs = [up, *outputs]  # the oracle's columns for a WithBicubic network: bicubic first
+            oracle = {}
             for router in routers:
+                routed_stages = with_bicubic if router.endswith(BICUBIC_SUFFIX) else stages
                 for budget in budgets:
-                    if router == 'oracle' and budget < 1 and oracle is None:
+                    if bases[router] == 'oracle' and budget < 1 and router not in oracle:
                         grid = tile_grid(*stages.prepare(x).shape[2:], route_tile)  # route_image's grid
-                        oracle = oracle_gains(outputs, gt_luma(gt), grid, scale)
+                        mine = outputs if routed_stages is with_bicubic else outputs[-len(stages.depths):]
+                        oracle[router] = oracle_gains(mine, gt_luma(gt), grid, scale)
                     (sr, plan), ms = timed(lambda r=router, b=budget: route_image(
-                        stages, x, b, r, route_tile, calibration, seed=seed + index,
-                        gains=oracle if r == 'oracle' and b < 1 else None))
+                        routed_stages, x, b, bases[r], route_tile, calibration, seed=seed + index,
+                        gains=oracle.get(r) if b < 1 else None))
                     slot = routed[router, budget]
                     slot['ms'].append(ms)
                     slot['teacher_ms'].append(timed(lambda: net.forward_exits(x, [teacher]))[1])
@@ -100,6 +118,8 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
         bar.close()
         for d in stages.depths:
             records.append(fixed_record(name, d, costs[d], fixed[d]))
+        if with_bicubic:
+            records.append({**fixed_record(name, BICUBIC, 0.0, fixed[BICUBIC]), 'kind': 'bicubic'})
         for (router, budget), slot in routed.items():
             records.append(routed_record(name, router, budget, slot))
     return records
@@ -138,7 +158,8 @@ def summary(records):
         low, high = exits[0]['psnr'], exits[-1]['psnr']
         routed = [r for r in records if r['dataset'] == dataset and r['kind'] == 'routed' and r['budget'] < 1]
         for r in routed:
-            rand = next((q['psnr'] for q in routed if q['router'] == 'random' and q['budget'] == r['budget']), None)
+            same = 'random' + (BICUBIC_SUFFIX if r['router'].endswith(BICUBIC_SUFFIX) else '')  # same choices
+            rand = next((q['psnr'] for q in routed if q['router'] == same and q['budget'] == r['budget']), None)
             rows.append({'dataset': dataset, 'router': r['router'], 'budget': r['budget'], 'share': r['share'],
                          'gap_recovered': round((r['psnr'] - low) / (high - low), 3) if high != low else None,
                          'vs_random': None if rand is None else round(r['psnr'] - rand, 4),

@@ -17,7 +17,10 @@ def budget_markdown(records):
         for r in records:
             if r['dataset'] != dataset:
                 continue
-            if r['kind'] == 'exit':
+            if r['kind'] == 'bicubic':
+                rows.append(['bicubic', '-', '0', '0', f'{r["psnr"]:.2f} / {r["ssim"]:.4f}', f'{r["ms"]:.0f}', '-',
+                             '-'])
+            elif r['kind'] == 'exit':
                 rows.append([f'exit {r["exit"]}', '-', f'{r["share"]:.3f}', f'{r["share"]:.3f}',
                              f'{r["psnr"]:.2f} / {r["ssim"]:.4f}', f'{r["ms"]:.0f}', '-', '-'])
             else:

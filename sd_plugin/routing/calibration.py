@@ -15,8 +15,9 @@ per pixel, all deeper outputs together) is stored with each router in the JSON.
 
 The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds: ``checkpoint`` (file name) and ``checkpoint_sha256``
 (checked on loading), ``depths``, ``scale``, ``tile`` (LR pixels), ``unit``, ``images``, ``tiles``, ``data``,
-``edge`` {``bin_edges``, ``gain`` (bins x outputs)}, ``learned`` {``inputs_mean``, ``inputs_std``, ``target_std``,
-``hidden``, ``state`` (parameter lists)} and ``mean_gain`` (outputs,) over all tiles.
+``edge`` {``bin_edges``, ``gain`` (bins x outputs), ``bicubic`` (bins,): the cheapest output's gain over bicubic,
+for ``--bicubic``}, ``learned`` {``inputs_mean``, ``inputs_std``, ``target_std``,
+``hidden``, ``state`` (parameter lists)}, ``mean_gain`` (outputs,) and ``mean_bicubic`` over all tiles.
 """
 import hashlib
 import json
@@ -72,12 +73,16 @@ def all_outputs(stages, x, trunk=None):
 @torch.inference_mode()
 def image_samples(stages, lr, gt, grid):
     """Per tile of ``grid`` on the uint8 LR image ``lr`` with ground truth ``gt``: {'edge': (n,), 'stats': (n, 2C),
-    'gain': (n, outputs) true gain per LR pixel}."""
+    'gain': (n, outputs) true gain per LR pixel over the cheapest output, 'bicubic': (n,) true gain per LR pixel of
+    the cheapest output over bicubic (``sd_plugin.routing.bicubic``)}."""
+    from sd_plugin.routing.bicubic import bicubic
     x = to_input(lr)
     trunk = run_trunk(stages, stages.prepare(x))
     outputs = all_outputs(stages, x, trunk.clone())
-    gain = scores.oracle_gains(outputs, scores.gt_luma(gt), grid, stages.scale) / scores.tile_areas(grid)[:, None]
-    return {'edge': scores.edge_scores(x, grid), 'stats': scores.feature_stats(trunk, grid), 'gain': gain}
+    gains = scores.oracle_gains([bicubic(x, stages.scale), *outputs], scores.gt_luma(gt), grid, stages.scale)
+    gains /= scores.tile_areas(grid)[:, None]
+    return {'edge': scores.edge_scores(x, grid), 'stats': scores.feature_stats(trunk, grid),
+            'gain': gains[:, 1:] - gains[:, 1:2], 'bicubic': gains[:, 1]}
 
 
 # ----------------------------------------------------------------------------------------------- edge
@@ -91,9 +96,10 @@ def fit_edge(edge, gain, bins=12):
     return {'bin_edges': inner.tolist(), 'gain': np.array(table).tolist()}
 
 
-def edge_gains(table, edge):
-    """(tiles, outputs) predicted gain per LR pixel of tiles with edge scores ``edge``."""
-    gain = np.asarray(table['gain'])
+def edge_gains(table, edge, key='gain'):
+    """(tiles, outputs) predicted gain per LR pixel of tiles with edge scores ``edge`` (``key='bicubic'``: (tiles,)
+    gain of the cheapest output over bicubic)."""
+    gain = np.asarray(table[key])
     return gain[np.searchsorted(np.asarray(table['bin_edges']), edge, side='right')]
 
 
@@ -170,10 +176,16 @@ def calibrate(samples, bins=12, hidden=6, steps=2000):
         truth = cat(held, 'gain')
         result['edge_r2'] = r2(edge_gains(edge, cat(held, 'edge')), truth)
         result['learned_r2'] = r2(learned_gains(learned, cat(held, 'stats'), cat(held, 'edge')), truth)
+        bic = fit_edge(cat(fit, 'edge'), cat(fit, 'bicubic')[:, None], bins)
+        truth = cat(held, 'bicubic')[:, None]
+        result['bicubic_r2'] = r2(np.c_[0 * truth, edge_gains(bic, cat(held, 'edge'))], np.c_[0 * truth, truth])
     edge, stats, gain = cat(samples, 'edge'), cat(samples, 'stats'), cat(samples, 'gain')
     result['edge'] = fit_edge(edge, gain, bins)
+    bic = cat(samples, 'bicubic')[:, None]
+    result['edge']['bicubic'] = np.asarray(fit_edge(edge, bic, bins)['gain'])[:, 0].tolist()
     result['learned'] = fit_learned(stats, edge, gain, hidden, steps)
     result['mean_gain'] = gain.mean(0).tolist()
+    result['mean_bicubic'] = float(bic.mean())
     result['tiles'] = len(edge)
     return result
 

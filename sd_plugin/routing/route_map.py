@@ -3,9 +3,11 @@ import numpy as np
 
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
+from sd_plugin.routing.bicubic import BICUBIC, output_name
 
 EXIT_COLOURS = ('#4daf4a', '#377eb8', '#ff7f00', '#984ea3', '#a65628', '#f781bf')  # cheapest first
 TEACHER_COLOUR = '#e41a1c'
+BICUBIC_COLOUR = '#ffff33'
 
 
 def save_route_map(plan, path, lr=None, title=None):
@@ -24,7 +26,8 @@ def save_route_map(plan, path, lr=None, title=None):
         raise ConfigError('--route-map needs matplotlib: pip install matplotlib') from None
     height, width = plan.grid[-1][1], plan.grid[-1][3]
     exits = len(plan.depths) - 1
-    colours = [EXIT_COLOURS[i % len(EXIT_COLOURS)] for i in range(exits)] + [TEACHER_COLOUR]
+    below = [BICUBIC_COLOUR] if plan.depths[0] == BICUBIC else []
+    colours = below + [EXIT_COLOURS[i % len(EXIT_COLOURS)] for i in range(exits - len(below))] + [TEACHER_COLOUR]
     index = {d: i for i, d in enumerate(plan.depths)}
     side = 5.0 / max(width, height, 1)  # inches per LR pixel: the longer side 5 inches
     fig, ax = plt.subplots(figsize=(width * side, height * side))
@@ -38,8 +41,7 @@ def save_route_map(plan, path, lr=None, title=None):
     ax.set_ylim(height, 0)
     ax.set_xticks([])
     ax.set_yticks([])
-    teacher = plan.depths[-1]
-    labels = [f'{"teacher" if d == teacher else "exit"} ({d} blocks): {plan.counts.get(d, 0)} tiles'
+    labels = [f'{output_name(d, plan.depths)}{f" ({d} blocks)" if d else ""}: {plan.counts.get(d, 0)} tiles'
               for d in plan.depths]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels)], loc='upper left',
               bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)

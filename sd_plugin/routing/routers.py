@@ -11,6 +11,7 @@ import numpy as np
 
 from sd_plugin.errors import ConfigError
 from sd_plugin.routing import scores
+from sd_plugin.routing.bicubic import WithBicubic
 from sd_plugin.routing.calibration import all_outputs, edge_gains, learned_gains
 
 ROUTERS = ('edge', 'learned', 'random', 'oracle')
@@ -33,6 +34,8 @@ def predict_gains(router, stages, x, grid, trunk, calibration=None, gt=None, see
     if router in USER_ROUTERS and calibration is None:
         raise ConfigError(f'--router {router} needs a calibration (sd-calibrate CKPT --data DIR)')
     areas = scores.tile_areas(grid)[:, None]
+    if isinstance(stages, WithBicubic) and router != 'oracle':
+        return with_bicubic_gains(router, stages, x, grid, trunk, calibration, seed)
     if router == 'oracle':
         if gt is None:
             raise ConfigError('--router oracle needs the ground truth (evaluation only)')
@@ -47,3 +50,21 @@ def predict_gains(router, stages, x, grid, trunk, calibration=None, gt=None, see
     else:
         mean = np.array([stages.macs_per_pixel(d) - stages.macs_per_pixel(stages.depths[0]) for d in stages.depths])
     return np.random.default_rng(seed).random((len(grid), 1)) * mean * areas
+
+
+def with_bicubic_gains(router, stages, x, grid, trunk, calibration, seed):
+    """(tiles, 1 + outputs) gains over bicubic for a ``WithBicubic`` network: the router's gains of the network's
+    outputs over its cheapest, plus the cheapest output's gain over bicubic from the ``edge`` table (``random``: the
+    same random share of the calibration's mean)."""
+    inner = predict_gains(router, stages.inner, x, grid, trunk, calibration, seed=seed)
+    areas = scores.tile_areas(grid)
+    if router == 'random':
+        share = np.random.default_rng(seed).random(len(grid))  # the share the inner call drew for each tile
+        mean = calibration['mean_bicubic'] if calibration else stages.inner.head_macs_per_pixel(stages.depths[1])
+        below = share * mean * areas
+    else:
+        if 'bicubic' not in calibration['edge']:
+            raise ConfigError('--bicubic needs a calibration with a bicubic table: rerun sd-calibrate on this '
+                              'checkpoint (calibrations made before --bicubic existed have none)')
+        below = edge_gains(calibration['edge'], scores.edge_scores(x, grid), 'bicubic') * areas
+    return np.concatenate([np.zeros((len(grid), 1)), inner + below[:, None]], 1)

@@ -66,7 +66,7 @@ from os import path as osp
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluation.budget import evaluate_budget
+from sd_plugin.evaluation.budget import EVAL_ROUTERS, evaluate_budget
 from sd_plugin.evaluation.budget_report import write_budget
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
@@ -122,8 +122,9 @@ def build_parser():
     routing = parser.add_argument_group('routing under a MAC budget (sd_plugin.evaluation.budget; one multi-exit CKPT)')
     routing.add_argument('--budget', type=float, nargs='+', default=None, metavar='F',
                          help="shares of the teacher's MACs, e.g. 0.6 0.7 0.85 1: evaluate routed mixes instead")
-    routing.add_argument('--router', nargs='+', default=list(ROUTERS), choices=ROUTERS,
-                         help='routers to compare (default: all; edge and learned need sd-calibrate CKPT)')
+    routing.add_argument('--router', nargs='+', default=list(ROUTERS), choices=EVAL_ROUTERS,
+                         help='routers to compare (default: edge learned random oracle; edge and learned need '
+                         'sd-calibrate CKPT; ROUTER+bicubic: with bicubic as one more choice)')
     routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
                          help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
     routing.add_argument('--markdown', default=None, metavar='PATH', help='also write the markdown table here')

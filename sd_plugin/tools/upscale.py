@@ -164,6 +164,8 @@ def build_parser():
                          help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
     routing.add_argument('--route-map', default=None, metavar='PNG',
                          help='save which output each tile got (one input image)')
+    routing.add_argument('--bicubic', action='store_true',
+                         help='bicubic upsampling is one more choice, below the cheapest exit (for flat tiles)')
     return parser
 
 
@@ -202,6 +204,8 @@ def main(argv=None):
         raise ConfigError(f'--tile {args.tile}: must be >= 0 (0: no tiling)')
     if args.tile_pad is not None and args.tile_pad < 0:
         raise ConfigError(f'--tile-pad {args.tile_pad}: must be >= 0')
+    if args.bicubic and args.budget is None:
+        raise ConfigError('--bicubic is a routing choice: it needs --budget')
     threads = apply_threads(args.threads, log=None)  # --threads N, else OMP_NUM_THREADS, else the idle cores
     if args.depth is not None and args.depth < 1:
         raise ConfigError(f'--exit {args.depth}: must be a positive block depth')
@@ -215,8 +219,10 @@ def main(argv=None):
     if args.budget is not None:  # routed (sd_plugin.routing): exact tiles by --route-tile, not --tile
         if args.backend != 'torch':
             raise ConfigError('--budget runs a multi-exit .pth checkpoint (--backend torch)')
-        net, args.tile = routed_network(args.model, (net, info), args.budget, args.router, args.route_tile), 0
-        description += f'; --budget {args.budget:g}, router {args.router}, route tile {args.route_tile} LR px'
+        net, args.tile = routed_network(args.model, (net, info), args.budget, args.router, args.route_tile,
+                                        args.bicubic), 0
+        description += (f'; --budget {args.budget:g}, router {args.router}{" with bicubic" if args.bicubic else ""}, '
+                        f'route tile {args.route_tile} LR px')
         if net.stages.note:
             print(f'{PROG}: {net.stages.note}', flush=True)
     if args.tile > 0 and args.tile_pad is None and info['receptive_field'] is None:
