@@ -4,11 +4,15 @@
 # evaluate them on Set5 / Set14 and draw the route map of one photo. Everything is written under results/routing_eval
 # (git-ignored); the small JSON / markdown / PNG files are copied to docs/routing/.
 #   ITER=8000 scripts/routing_study.sh      # the checkpoint's iteration (default: the latest saved one)
+#   MAP="--router edge --bicubic"            # the route map's router (default: this)
+# Run it on a quiet machine (nothing else running): step 2 and 5 time every routed run against the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS=results/routing/runs/sd32_seed0/experiments/sd32_seed0/models
 ITER=${ITER:-$(ls "$MODELS" | sed -n 's/^net_g_\([0-9]*\)\.pth$/\1/p' | sort -n | tail -1)}
 OUT=results/routing_eval
+MAP=${MAP:---router edge --bicubic}
+ROUTERS="edge learned random oracle edge+bicubic learned+bicubic random+bicubic oracle+bicubic"
 mkdir -p "$OUT" docs/routing
 # A copy of the checkpoint: its calibration (CKPT.routing.json) is written beside it, never into the study's folder.
 CKPT=$OUT/sd32_${ITER}.pth
@@ -21,7 +25,7 @@ export OMP_NUM_THREADS=1
 
 # 2. Evaluate every router at every budget on Set5 and Set14 (1 thread; CPU ms per image, paired with the teacher).
 .venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.6 0.7 0.85 1 \
-  --router edge learned random oracle --threads 1 --overwrite \
+  --router $ROUTERS --threads 1 --overwrite \
   --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png"
 
 # (The plot is a view of the JSON; redraw it without rerunning: budget_plot(records, PNG).)
@@ -37,17 +41,18 @@ import cv2, skimage.data
 from sd_plugin.compare import derive_lr
 _, lr = derive_lr(skimage.data.chelsea(), 4)
 cv2.imwrite('$LR', lr[..., ::-1])"
-.venv/bin/sd-upscale "$LR" --model "$CKPT" --budget 0.7 --router learned --tile 0 --threads 1 --overwrite \
+.venv/bin/sd-upscale "$LR" --model "$CKPT" --budget 0.7 $MAP --tile 0 --threads 1 --overwrite \
   --out "$OUT/upscaled" --route-map "$OUT/route_map.png"
 
 # 4. The route tile: Set5 at budget 0.7 with 16 and 64 LR-pixel tiles (32, the default, is in step 2).
 for T in 16 64; do
-  .venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 --budget 0.7 --router edge learned random oracle \
+  .venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 --budget 0.7 --router $ROUTERS \
     --route-tile $T --threads 1 --overwrite --json "$OUT/tile$T.json" --markdown "$OUT/tile$T.md"
 done
 
-# 5. Times on a quieter machine (run with the background training paused): budget 0.7, Set5 and Set14.
-.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.7 --router edge learned random --threads 1 \
+# 5. Times again, routers that need no ground truth only: budget 0.7, Set5 and Set14.
+.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.7 \
+  --router edge learned random edge+bicubic learned+bicubic random+bicubic --threads 1 \
   --overwrite --quiet --json "$OUT/paused_set5.json" --markdown "$OUT/paused_set5.md"
 cp "$OUT/paused_set5.md" docs/routing/timing_quiet.md
 
