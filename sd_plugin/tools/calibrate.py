@@ -79,7 +79,8 @@ def main(argv=None):
     save_calibration(args.ckpt, record)
     print(f'wrote {out}: {record["tiles"]} tiles; held-out R2 of the predicted gain: edge '
           f'{record.get("edge_r2", float("nan")):.3f}, learned {record.get("learned_r2", float("nan")):.3f} '
-          f'({record["learned"]["params"]} params); {time.perf_counter() - start:.0f} s')
+          f'({record["learned"]["params"]} params); of the cheapest exit over bicubic (edge table, --bicubic) '
+          f'{record.get("bicubic_r2", float("nan")):.3f}; {time.perf_counter() - start:.0f} s')
 
 
 if __name__ == '__main__':
