@@ -6,7 +6,8 @@ function: PyYAML's full loader, which BasicSR's ``ordered_yaml`` returns, runs `
 ``SafeOrderedLoader`` is ``yaml.SafeLoader`` (mappings, lists, strings, numbers, booleans, null), whose mappings are
 plain dicts in the file's key order (BasicSR's ``OrderedDict`` is not needed: dicts keep insertion order, and
 ``yaml.safe_dump`` writes them back), and it refuses every Python tag (``tag:yaml.org,2002:python/...``) with a
-``ConfigError`` naming the file and line, before constructing anything.
+``ConfigError`` naming the file and line, before constructing anything. A key given twice in one mapping is refused
+the same way.
 """
 import os
 
@@ -18,7 +19,22 @@ PYTHON_TAG_PREFIX = 'tag:yaml.org,2002:python/'
 
 
 class SafeOrderedLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` (mappings in key order) that refuses Python tags in one line."""
+    """``yaml.SafeLoader`` (mappings in key order) that refuses Python tags and a key given twice in one mapping
+    (YAML would keep the last silently: ``lr`` set twice trains with the second), each in one line."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == 'tag:yaml.org,2002:merge' or not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key = self.construct_object(key_node)
+                if key in seen:
+                    raise ConfigError(f'{self.name}: line {key_node.start_mark.line + 1}: key {key!r} is given '
+                                      f'twice in one mapping (first at line {seen[key]}); YAML would keep the last '
+                                      'silently, so the file is refused: keep one')
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
 
 
 def _refuse_python_tag(loader, suffix, node):

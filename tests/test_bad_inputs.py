@@ -429,6 +429,19 @@ def test_a_python_tag_runs_nothing_in_any_tool_that_reads_yaml(tiny_data, tmp_pa
     assert not target.exists()
 
 
+def test_a_key_given_twice_is_refused_in_one_line(tiny_data, tmp_path, monkeypatch, capsys):
+    """YAML keeps the last of two equal keys silently; every options reader refuses the file instead (sd-train and
+    BasicSR's own parser, which reads through the same loader), naming the key and both lines."""
+    opt = tiny_options(tiny_data, name='twice')
+    text = open(write_yaml(opt, tmp_path / 'o.yml')).read().replace('name: twice', 'name: twice\nname: again', 1)
+    (tmp_path / 'o.yml').write_text(text)
+    for prog in ('sd-train', 'sd-test'):
+        monkeypatch.setattr(sys, 'argv', [prog, '-opt', str(tmp_path / 'o.yml')])
+        code, err = run_tool(prog.split('-')[1], str(tmp_path), capsys)
+        assert_refused(code, err, "o.yml: line 2: key 'name' is given twice in one mapping (first at line 1)",
+                       tmp_path, prog)
+
+
 def test_sd_test_without_a_checkpoint_is_refused(tiny_data, tmp_path, monkeypatch, capsys):
     opt = tiny_options(tiny_data, name='untrained')
     for key in ('train', 'logger'):
