@@ -4,14 +4,14 @@
 # evaluate them on Set5 / Set14 and draw the route map of one photo. Everything is written under results/routing_eval
 # (git-ignored); the small JSON / markdown / PNG files are copied to docs/routing/.
 #   ITER=8000 scripts/routing_study.sh      # the checkpoint's iteration (default: the latest saved one)
-#   MAP="--router edge --bicubic"            # the route map's router (default: this)
+#   MAP="--budget 0.6 --router edge --bicubic"   # the route map's budget and router (default: this)
 # Run it on a quiet machine (nothing else running): step 2 and 5 time every routed run against the teacher.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODELS=results/routing/runs/sd32_seed0/experiments/sd32_seed0/models
 ITER=${ITER:-$(ls "$MODELS" | sed -n 's/^net_g_\([0-9]*\)\.pth$/\1/p' | sort -n | tail -1)}
 OUT=results/routing_eval
-MAP=${MAP:---router edge --bicubic}
+MAP=${MAP:---budget 0.6 --router edge --bicubic}
 ROUTERS="edge learned random oracle edge+bicubic learned+bicubic random+bicubic oracle+bicubic"
 mkdir -p "$OUT" docs/routing
 # A copy of the checkpoint: its calibration (CKPT.routing.json) is written beside it, never into the study's folder.
@@ -41,7 +41,7 @@ import cv2, skimage.data
 from sd_plugin.compare import derive_lr
 _, lr = derive_lr(skimage.data.chelsea(), 4)
 cv2.imwrite('$LR', lr[..., ::-1])"
-.venv/bin/sd-upscale "$LR" --model "$CKPT" --budget 0.7 $MAP --tile 0 --threads 1 --overwrite \
+.venv/bin/sd-upscale "$LR" --model "$CKPT" $MAP --tile 0 --threads 1 --overwrite \
   --out "$OUT/upscaled" --route-map "$OUT/route_map.png"
 
 # 4. The route tile: Set5 at budget 0.7 with 16 and 64 LR-pixel tiles (32, the default, is in step 2).
