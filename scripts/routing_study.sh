@@ -24,7 +24,7 @@ export OMP_NUM_THREADS=1
 .venv/bin/sd-calibrate "$CKPT" --data ../shared/data/T91/HR ../shared/data/BSD200/HR --threads 1 --overwrite
 
 # 2. Evaluate every router at every budget on Set5 and Set14 (1 thread; CPU ms per image, paired with the teacher).
-.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.6 0.7 0.85 1 \
+.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.5 0.6 0.7 0.85 1 \
   --router $ROUTERS --threads 1 --overwrite \
   --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png"
 
