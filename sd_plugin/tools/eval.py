@@ -122,9 +122,10 @@ def build_parser():
     routing = parser.add_argument_group('routing under a MAC budget (sd_plugin.evaluation.budget; one multi-exit CKPT)')
     routing.add_argument('--budget', type=float, nargs='+', default=None, metavar='F',
                          help="shares of the teacher's MACs, e.g. 0.6 0.7 0.85 1: evaluate routed mixes instead")
-    routing.add_argument('--router', nargs='+', default=list(ROUTERS), choices=EVAL_ROUTERS,
-                         help='routers to compare (default: edge learned random oracle; edge and learned need '
-                         'sd-calibrate CKPT; ROUTER+bicubic: with bicubic as one more choice)')
+    routing.add_argument('--router', nargs='+', default=list(ROUTERS), choices=EVAL_ROUTERS, metavar='ROUTER',
+                         help=f'routers to compare, of {", ".join(EVAL_ROUTERS)} (default: edge learned random '
+                         'oracle; edge and learned need sd-calibrate CKPT; ROUTER+bicubic: with bicubic as one more '
+                         'choice)')
     routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
                          help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
     routing.add_argument('--markdown', default=None, metavar='PATH', help='also write the markdown table here')
