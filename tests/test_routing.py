@@ -366,6 +366,9 @@ def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'edge'), '--budget', '0.5'])
     assert err.value.code == 2 and 'sd-calibrate' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'bic'), '--bicubic'])
+    assert err.value.code == 2 and '--bicubic is a routing choice: it needs --budget' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('arch', [dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=6, upscale=4),
