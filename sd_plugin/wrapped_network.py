@@ -36,8 +36,9 @@ def load_wrapped(path, key, state, options, exit=None):
 
     Returns:
         tuple[MultiExitSR, dict]: the network (CPU, float32, eval, no grad; ``deploy_exit`` = the chosen depth) and
-        ``info`` with ``load_sr_network``'s keys; ``kind`` is 'multi-exit' or the arch's type; ``arch`` is
-        ``{type: MultiExitSR, arch: stock network_g, exits, num_block: teacher depth (the arch's unit), num_feat,
+        ``info`` with ``load_sr_network``'s keys (``receptive_field``: the default tile padding; ``exact_tiles``:
+        whether it is a receptive field, so that tiles are exact); ``kind`` is 'multi-exit' or the arch's type;
+        ``arch`` is ``{type: MultiExitSR, arch: stock network_g, exits, num_block: teacher depth (the arch's unit), num_feat,
         upscale}``.
     """
     from sd_plugin.archs.multi_exit_arch import MultiExitSR
@@ -65,6 +66,7 @@ def load_wrapped(path, key, state, options, exit=None):
             'arch': {'type': 'MultiExitSR', 'arch': arch_opt, 'exits': net.exits, 'num_block': net.num_block,
                      'num_feat': arch_opt.get('num_feat', arch_opt.get('embed_dim')), 'upscale': net.upscale},
             'depth': depth, 'scale': net.upscale, 'receptive_field': tile_padding(net, depth),
+            'exact_tiles': net.adapter.receptive_field(net.stock, depth) is not None,
             'params': sum(v.numel() for v in net.student(depth)[1].values()), 'stored_dtype': '/'.join(dtypes)}
     return net, info
 

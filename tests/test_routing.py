@@ -472,7 +472,8 @@ def test_swinir_checkpoint_upscales_under_a_budget(tmp_path, capsys):
         main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / budget), '--budget', budget,
               '--router', 'random', '--route-tile', '16', '--threads', '1', '--quiet'])
     out = capsys.readouterr().out
-    assert 'no finite receptive field' in out
+    assert 'no finite receptive field (default tile padding 16 px: tiles approximate)' in out
+    assert 'receptive field 16 px' not in out
     line = next(line for line in out.splitlines() if '(budget 0.8;' in line)
     assert float(line.split('spent ')[1].split()[0]) <= 0.8
     teacher = cv2.imread(str(tmp_path / 'teacher' / 'lr_x4.png')).astype(int)

@@ -245,6 +245,8 @@ def main(argv=None):
     pad = args.tile_pad if args.tile_pad is not None else info['receptive_field']
     tiling = f'tile {args.tile} px, pad {pad} px' if args.tile else 'no tiling'
     rf = '' if info['receptive_field'] is None else f'receptive field {info["receptive_field"]} px, '
+    if info.get('exact_tiles') is False:  # RCAN, SwinIR: the padding is not a receptive field
+        rf = f'no finite receptive field (default tile padding {info["receptive_field"]} px: tiles approximate), '
     print(f'{PROG}: {description}; {rf}{tiling}; {device.type} {args.precision}; {threads["line"]}', flush=True)
     if own:
         print(f'{PROG}: left out {len(own)} image(s) that sd-upscale wrote itself (e.g. {own[0]})', file=sys.stderr)
