@@ -38,8 +38,8 @@ def load_wrapped(path, key, state, options, exit=None):
         tuple[MultiExitSR, dict]: the network (CPU, float32, eval, no grad; ``deploy_exit`` = the chosen depth) and
         ``info`` with ``load_sr_network``'s keys (``receptive_field``: the default tile padding; ``exact_tiles``:
         whether it is a receptive field, so that tiles are exact); ``kind`` is 'multi-exit' or the arch's type;
-        ``arch`` is ``{type: MultiExitSR, arch: stock network_g, exits, num_block: teacher depth (the arch's unit), num_feat,
-        upscale}``.
+        ``arch`` is ``{type: MultiExitSR, arch: stock network_g, exits, num_block: teacher depth (the arch's unit),
+        num_feat, upscale}``.
     """
     from sd_plugin.archs.multi_exit_arch import MultiExitSR
     try:
