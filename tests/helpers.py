@@ -17,6 +17,17 @@ SHARED_DATA = osp.join(ROOT, '..', 'shared', 'data')
 BIN = osp.dirname(sys.executable)  # the venv's console scripts: sd-train, sd-export, ...
 
 
+def lively(net):
+    """``net`` (eval, no gradients) with PyTorch's default convolution initialisation instead of BasicSR's (x0.1),
+    which leaves a random SRResNet within 1e-4 of its bilinear skip: the convolutions' share of the output becomes
+    visible (~0.1), and outputs of different depths differ."""
+    import torch
+    for module in net.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.reset_parameters()
+    return net.eval().requires_grad_(False)
+
+
 def smooth_image(rng, height, width):
     """(height, width, 3) uint8 BGR image: random low-frequency waves, so SR has something to learn."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)

@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from helpers import lively
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
 from sd_plugin.errors import ConfigError
@@ -20,20 +21,7 @@ from sd_plugin.routing.staged import staged
 S = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def lively(net):
-    """PyTorch's default initialisation instead of BasicSR's x0.1, so the outputs of different depths differ."""
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
-    return net.eval().requires_grad_(False)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture
@@ -58,6 +46,15 @@ def tile_errors(sr, outputs, grid, route):
             for (y0, y1, x0, x1), d in zip(grid, route)]
 
 
+def random_mixes(stages, x, grid, count=3, seed=0):
+    """(route, routed output) of ``count`` random routes of the tiles of ``grid`` over every output."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        route = [rng.choice(stages.depths) for _ in grid]
+        with torch.inference_mode():
+            yield route, run_routed(stages, x, grid, route)
+
+
 def test_budget_one_is_the_teacher(net, x):
     sr, plan = route_image(staged(net), x, 1.0, 'random', tile=8)
     assert set(plan.route) == {6} and plan.spent == 1.0
@@ -76,11 +73,7 @@ def test_budget_under_the_cheapest_exit_is_that_exit(net, x):
 def test_any_mix_of_outputs_is_exact_per_tile(net, x):
     """Random routes, tiles cut at the border (21 x 30 by 8): every tile equals its output on the whole image."""
     stages, outputs, grid = staged(net), whole(net, x), tile_grid(21, 30, 8)
-    rng = random.Random(0)
-    for _ in range(3):
-        route = [rng.choice(stages.depths) for _ in grid]
-        with torch.inference_mode():
-            sr = run_routed(stages, x, grid, route)
+    for route, sr in random_mixes(stages, x, grid):
         assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
     worst = max(tile_errors(sr, outputs, grid, [2] * len(grid)))
     assert worst > 1e-3  # the check can fail: a mix is not the cheapest output everywhere
@@ -384,10 +377,7 @@ def test_wrapped_arch_routes_exactly(arch):
     stages = staged(net)
     x = torch.rand(1, 3, 21, 30, generator=torch.Generator().manual_seed(1))
     outputs, grid = whole(net, x), tile_grid(21, 30, 8)
-    rng = random.Random(0)
-    route = [rng.choice(stages.depths) for _ in grid]
-    with torch.inference_mode():
-        sr = run_routed(stages, x, grid, route)
+    route, sr = next(random_mixes(stages, x, grid, count=1))
     assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
     assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
     teacher = stages.macs_per_pixel(6) * 21 * 30  # plus the stem, which a head crop runs again for its extras
@@ -439,11 +429,10 @@ def test_arch_without_a_receptive_field_routes_as_tiling_does(name):
         assert set(plan.route) == {6} and (sr - outputs[6]).abs().max() <= 1e-5
         sr, plan = route_image(stages, x, 0.1, 'random', tile=8)
         assert set(plan.route) == {2} and (sr - outputs[2]).abs().max() <= 1e-5
-        padded = stages.prepare(x)
-        grid = tile_grid(*padded.shape[2:], 8)
-        rng = random.Random(0)
-        route = [rng.choice(stages.depths) for _ in grid]
-        sr = run_routed(stages, padded, grid, route)[..., :37 * S, :50 * S]
+    padded = stages.prepare(x)
+    grid = tile_grid(*padded.shape[2:], 8)
+    route, sr = next(random_mixes(stages, padded, grid, count=1))
+    sr = sr[..., :37 * S, :50 * S]
     assert len(set(route)) == 3
     assert max(tile_errors(sr, outputs, grid, route)) <= tolerance
     assert planned_macs(stages, grid, route, *padded.shape[2:]) == pytest.approx(
@@ -492,11 +481,7 @@ def test_bicubic_is_one_more_exact_choice(net, x):
     sr, plan = route_image(stages, x, 0.05, 'random', tile=8)
     assert set(plan.route) == {0} and plan.note and (sr - outputs[0]).abs().max() <= 1e-5
     grid = tile_grid(21, 30, 8)
-    rng = random.Random(0)
-    for _ in range(3):
-        route = [rng.choice(stages.depths) for _ in grid]
-        with torch.inference_mode():
-            sr = run_routed(stages, x, grid, route)
+    for route, sr in random_mixes(stages, x, grid):
         assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
         assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
     half = [0 if i % 2 else 2 for i in range(len(grid))]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from basicsr.archs.srresnet_arch import MSRResNet
+from helpers import lively
 from torch.nn import functional as F
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
@@ -18,23 +19,7 @@ from sd_plugin.imageio import read_image, write_image
 from sd_plugin.inference import load_sr_network, receptive_field, run_network, upscale_array
 from sd_plugin.tools.upscale import main
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine, 2 threads make these tiny convolutions 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def lively(net):
-    """``net`` with PyTorch's default convolution initialisation instead of BasicSR's (x0.1), which leaves a random
-    SRResNet within 1e-4 of its bilinear skip: the convolutions' share of the output becomes visible (~0.1)."""
-    for module in net.modules():
-        if isinstance(module, torch.nn.Conv2d):
-            module.reset_parameters()
-    return net.eval()
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture

@@ -39,11 +39,11 @@ from sd_plugin.evaluation.complexity import count_macs
 PROBE = (16, 16)  # LR size on which MACs are counted (convolution MACs are proportional to the pixels)
 
 
-class StagedSRResNet:
-    """The stages of an ``SRResNetMultiExit`` (its ``conv_first`` + ``lrelu``, ``body`` and ``upsample`` heads)."""
+class Staged:
+    """What every staged network shares: ``net``, ``depths``, ``scale``, the MACs per LR pixel of each output
+    (``_macs``, counted once) and of the stem (``_stem``, set by the subclass), and the parts derived from them (every
+    head costs the same, so a block's MACs are the slope between the cheapest output and the teacher)."""
 
-    block_halo = 2
-    head_halo = 2
     exact = True
     note = None
     tile_multiple = 1
@@ -52,7 +52,6 @@ class StagedSRResNet:
         self.net = net
         self.depths = list(net.depths)
         self.scale = net.upscale
-        self.num_feat = net.conv_first.out_channels
         self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
 
     @property
@@ -60,7 +59,32 @@ class StagedSRResNet:
         return self.depths[0]
 
     def prepare(self, x):
+        """The (1, 3, H, W) LR input as the routed run takes it (``StagedSwinIR``: padded to whole windows)."""
         return x
+
+    def macs_per_pixel(self, depth):
+        return self._macs[depth]
+
+    def block_macs_per_pixel(self):
+        first, last = self.depths[0], self.depths[-1]
+        return (self._macs[last] - self._macs[first]) / (last - first)
+
+    def trunk_macs_per_pixel(self):
+        return self._stem + self.trunk_depth * self.block_macs_per_pixel()
+
+    def head_macs_per_pixel(self, depth):
+        return self._macs[depth] - self._stem - depth * self.block_macs_per_pixel()
+
+
+class StagedSRResNet(Staged):
+    """The stages of an ``SRResNetMultiExit`` (its ``conv_first`` + ``lrelu``, ``body`` and ``upsample`` heads)."""
+
+    block_halo = 2
+    head_halo = 2
+
+    def __init__(self, net):
+        super().__init__(net)
+        self._stem = net.conv_first.weight.numel()
 
     def stem(self, x):
         return self.net.lrelu(self.net.conv_first(x))
@@ -115,19 +139,6 @@ class StagedSRResNet:
             height, width = (height - cut[0] - cut[1]) * factor, (width - cut[2] - cut[3]) * factor
         return macs
 
-    def macs_per_pixel(self, depth):
-        return self._macs[depth]
-
-    def block_macs_per_pixel(self):
-        first, last = self.depths[0], self.depths[-1]
-        return (self._macs[last] - self._macs[first]) / (last - first)  # every head costs the same
-
-    def trunk_macs_per_pixel(self):
-        return self.net.conv_first.weight.numel() + self.depths[0] * self.block_macs_per_pixel()
-
-    def head_macs_per_pixel(self, depth):
-        return self._macs[depth] - self.net.conv_first.weight.numel() - depth * self.block_macs_per_pixel()
-
 
 def trim(t, cut):
     """(N, C, H, W) tensor less ``cut`` = (top, bottom, left, right) pixels."""
@@ -135,7 +146,7 @@ def trim(t, cut):
     return t[..., top:t.shape[-2] - bottom, left:t.shape[-1] - right]
 
 
-class StagedMultiExit:
+class StagedMultiExit(Staged):
     """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``) through its arch adapter (``stem``,
     ``run_block``, ``tail``, ``receptive_field``), for archs whose trunk keeps the LR resolution.
 
@@ -148,14 +159,11 @@ class StagedMultiExit:
     pass, exactly. A head crop recomputes the stem's ``extras`` (e.g. EDSR's global residual) from its LR crop, and
     trims its margins at the end."""
 
-    exact = True
-    note = None
-
     def __init__(self, net):
         from sd_plugin.wrapped_network import tile_multiple, tile_padding
         adapter, stock = net.adapter, net.stock
-        self.net, self.adapter, self.stock = net, adapter, stock
-        self.depths, self.scale = list(net.depths), net.upscale
+        super().__init__(net)
+        self.adapter, self.stock = adapter, stock
         self.tile_multiple = tile_multiple(net)
         fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
         if None in fields:
@@ -172,19 +180,10 @@ class StagedMultiExit:
         if self.stem(probe).shape[-2:] != probe.shape[-2:]:
             raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk does not keep the LR resolution, so it '
                               'cannot be cut into LR tiles')
-        self._macs = {d: count_macs(net, d, PROBE) / (PROBE[0] * PROBE[1]) for d in self.depths}
         meta = copy.deepcopy(net).to('meta')
         with FlopCounterMode(display=False) as counter:
             meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))
         self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
-
-    @property
-    def trunk_depth(self):
-        return self.depths[0]
-
-    def prepare(self, x):
-        """The (1, 3, H, W) LR input as the routed run takes it (``StagedSwinIR``: padded to whole windows)."""
-        return x
 
     def stem(self, x):
         return self.adapter.stem(self.stock, x)[0]
@@ -198,19 +197,6 @@ class StagedMultiExit:
         _, extras = self.adapter.stem(self.stock, x)
         sr = self.adapter.tail(self.stock, self.net.head(depth), feat, extras)[0]
         return trim(sr, [m * self.scale for m in margins])
-
-    def macs_per_pixel(self, depth):
-        return self._macs[depth]
-
-    def block_macs_per_pixel(self):
-        first, last = self.depths[0], self.depths[-1]
-        return (self._macs[last] - self._macs[first]) / (last - first)  # every head is a copy of the stock tail
-
-    def trunk_macs_per_pixel(self):
-        return self._stem + self.depths[0] * self.block_macs_per_pixel()
-
-    def head_macs_per_pixel(self, depth):
-        return self._macs[depth] - self._stem - depth * self.block_macs_per_pixel()
 
     def head_macs(self, depth, height, width, margins):
         return height * width * (self.head_macs_per_pixel(depth) + self._stem)  # the stem's extras, recomputed
