@@ -28,11 +28,9 @@ export OMP_NUM_THREADS=1
   --router $ROUTERS --threads 1 --overwrite \
   --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png"
 
-# (The plot is a view of the JSON; redraw it without rerunning: budget_plot(records, PNG).)
-.venv/bin/python -c "
-import json
-from sd_plugin.evaluation.budget_report import budget_plot
-budget_plot(json.load(open('$OUT/budget.json'))['records'], '$OUT/budget.png')"
+# The summary and plot are views of the records: scripts/routing_summary.py redraws them (and prints every router
+# against random at 0.6 and 0.7, paired by image) without rerunning the evaluation.
+.venv/bin/python scripts/routing_summary.py "$OUT/budget.json" --plot "$OUT/budget.png"
 
 # 3. The route map of one photo: scikit-image's chelsea (in no training or benchmark set), its x4 MATLAB-bicubic LR.
 LR=$OUT/chelsea_lr.png

@@ -313,6 +313,11 @@ def test_budget_evaluation_records(ckpt, tiny_set, tmp_path):
         assert routed[router, 0.95]['executed_share'] <= 0.95
         assert len(routed[router, 0.95]['psnr_images']) == 2
     assert {r['router'] for r in summary(records)} == {'random', 'oracle'}
+    rows = {(r['router'], r['budget']): r for r in summary(records)}
+    assert rows['random', 0.95]['images_vs_random'] == {'ahead': 0, 'tied': 2, 'behind': 0}
+    oracle = rows['oracle', 0.95]['images_vs_random']
+    diffs = np.subtract(routed['oracle', 0.95]['psnr_images'], routed['random', 0.95]['psnr_images'])
+    assert oracle['ahead'] == (diffs > 1e-4).sum() and sum(oracle.values()) == 2
     assert '| oracle | 0.95 |' in budget_markdown(records)
     budget_plot(records, str(tmp_path / 'plot.png'))
     assert (tmp_path / 'plot.png').stat().st_size > 1000

@@ -150,8 +150,9 @@ def routed_record(dataset, router, budget, slot):
 
 def summary(records):
     """Per set, router and budget < 1: ``gap_recovered`` = (PSNR - cheapest exit's) / (teacher's - cheapest exit's),
-    ``vs_random`` = PSNR minus the random router's at the same budget (None without it), ``time_ratio`` = routed ms /
-    teacher ms (same images, timed side by side)."""
+    ``vs_random`` = PSNR minus the random router's at the same budget (None without it), ``images_vs_random`` =
+    {'ahead', 'tied', 'behind'}: images where the router's PSNR is above, equal to (within 1e-4 dB) or below the
+    random router's (paired by image), ``time_ratio`` = routed ms / teacher ms (same images, timed side by side)."""
     rows = []
     for dataset in dict.fromkeys(r['dataset'] for r in records):
         exits = sorted((r for r in records if r['dataset'] == dataset and r['kind'] == 'exit'), key=lambda r: r['exit'])
@@ -159,9 +160,13 @@ def summary(records):
         routed = [r for r in records if r['dataset'] == dataset and r['kind'] == 'routed' and r['budget'] < 1]
         for r in routed:
             same = 'random' + (BICUBIC_SUFFIX if r['router'].endswith(BICUBIC_SUFFIX) else '')  # same choices
-            rand = next((q['psnr'] for q in routed if q['router'] == same and q['budget'] == r['budget']), None)
+            rand = next((q for q in routed if q['router'] == same and q['budget'] == r['budget']), None)
+            diffs = [] if rand is None else np.subtract(r['psnr_images'], rand['psnr_images'])
             rows.append({'dataset': dataset, 'router': r['router'], 'budget': r['budget'], 'share': r['share'],
                          'gap_recovered': round((r['psnr'] - low) / (high - low), 3) if high != low else None,
-                         'vs_random': None if rand is None else round(r['psnr'] - rand, 4),
+                         'vs_random': None if rand is None else round(r['psnr'] - rand['psnr'], 4),
+                         'images_vs_random': None if rand is None else {
+                             'ahead': int((diffs > 1e-4).sum()), 'tied': int((abs(diffs) <= 1e-4).sum()),
+                             'behind': int((diffs < -1e-4).sum())},
                          'time_ratio': round(r['ms'] / r['teacher_ms'], 3)})
     return rows
