@@ -505,6 +505,12 @@ def test_bicubic_routers_use_the_calibrated_bicubic_table(net, ckpt, hr_folder, 
     for router in ('edge', 'learned', 'random'):
         sr, plan = route_image(stages, x, 0.6, router, tile=8, calibration=calibration)
         assert plan.executed <= 0.6 and sr.shape == (1, 3, 21 * S, 30 * S)
+    bins = len(calibration['edge']['bicubic'])
+    for router in ('edge', 'learned'):  # the table decides: bicubic far better, or far worse, than the cheapest exit
+        calibration['edge']['bicubic'] = [-1e6] * bins
+        assert set(route_image(stages, x, 0.95, router, tile=8, calibration=calibration)[1].route) == {0}
+        calibration['edge']['bicubic'] = [1e6] * bins
+        assert 0 not in route_image(stages, x, 0.95, router, tile=8, calibration=calibration)[1].route
     del calibration['edge']['bicubic']
     with pytest.raises(ConfigError, match='rerun sd-calibrate'):
         route_image(stages, x, 0.6, 'edge', tile=8, calibration=calibration)

@@ -30,6 +30,7 @@ from torch import nn
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
 from sd_plugin.routing import scores
+from sd_plugin.routing.bicubic import bicubic
 from sd_plugin.routing.execute import run_trunk
 
 HOLDOUT = 5
@@ -75,7 +76,6 @@ def image_samples(stages, lr, gt, grid):
     """Per tile of ``grid`` on the uint8 LR image ``lr`` with ground truth ``gt``: {'edge': (n,), 'stats': (n, 2C),
     'gain': (n, outputs) true gain per LR pixel over the cheapest output, 'bicubic': (n,) true gain per LR pixel of
     the cheapest output over bicubic (``sd_plugin.routing.bicubic``)}."""
-    from sd_plugin.routing.bicubic import bicubic
     x = to_input(lr)
     trunk = run_trunk(stages, stages.prepare(x))
     outputs = all_outputs(stages, x, trunk.clone())
