@@ -22,7 +22,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sd_plugin.archs.adapters import get_adapter
-from sd_plugin.archs.srresnet_multiexit_arch import check_exits, scale_gradient
+from sd_plugin.archs.srresnet_multiexit_arch import check_exits, gradient_scales, scale_gradient
 from sd_plugin.errors import ConfigError
 from sd_plugin.text import did_you_mean
 
@@ -179,7 +179,7 @@ class MultiExitSR(nn.Module):
         """Where the tail's layers of output ``depth`` are: an exit head, or the stock network for the teacher."""
         return self.stock if depth == self.num_block else self.exit_heads[str(depth)]
 
-    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False):
+    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False, grad_equilibrium=False):
         """One pass through the trunk, stopping at the deepest requested depth.
 
         Args:
@@ -188,6 +188,8 @@ class MultiExitSR(nn.Module):
             trunk_grad_scale (float): at each exit, the share of the deeper outputs' gradient that flows back into
                 the units before it (the forward pass is unchanged).
             features (bool): also return each head's last features before its final convolution.
+            grad_equilibrium (bool): rescale the gradient as ``gradient_scales`` says, instead of
+                ``trunk_grad_scale``.
         Returns:
             OrderedDict[int, Tensor]: depth -> (N, C, h*s, w*s) SR output, in increasing depth; with ``features``, a
             pair (outputs, {depth: head features}); the arch's adapter may have none to give (``NoHeadFeatures``).
@@ -196,17 +198,18 @@ class MultiExitSR(nn.Module):
         for d in depths:
             if d not in self.depths:
                 raise ConfigError(f'exit {d!r}: this model has exits {self.exits} and teacher depth {self.num_block}')
+        into_head, into_trunk = gradient_scales(depths, self.exits, trunk_grad_scale, grad_equilibrium)
         adapter, net = self.adapter, self.stock
         feat, extras = adapter.stem(net, x)
         outputs, head_features = OrderedDict(), OrderedDict()
         for depth, block in enumerate(adapter.blocks(net)[:depths[-1]], start=1):
             feat = adapter.run_block(net, block, feat, extras)
             if depth in depths:
-                outputs[depth], head_feat = adapter.tail(net, self.head(depth), feat, extras)
+                head_in = scale_gradient(feat, into_head.get(depth, 1))
+                outputs[depth], head_feat = adapter.tail(net, self.head(depth), head_in, extras)
                 if head_feat is not None:
                     head_features[depth] = head_feat
-            if depth in self.exits:
-                feat = scale_gradient(feat, trunk_grad_scale)
+            feat = scale_gradient(feat, into_trunk.get(depth, 1))
         if not features:
             return outputs
         if len(head_features) < len(outputs):

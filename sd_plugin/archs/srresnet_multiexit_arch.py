@@ -50,6 +50,29 @@ def scale_gradient(x, scale):
     return x if scale == 1 else x * scale + x.detach() * (1 - scale)
 
 
+def gradient_scales(depths, exits, trunk_grad_scale=1.0, equilibrium=False):
+    """Where the backward pass rescales the trunk's gradient, for a pass that outputs ``depths`` (sorted).
+
+    Args:
+        depths (list[int]): the output depths this pass runs, increasing (the deepest ends the trunk).
+        exits (list[int]): every exit depth of the network.
+        trunk_grad_scale (float): at each exit, the share of the deeper outputs' gradient passed back into the units
+            before it (``train.self_distill.trunk_grad_scale``).
+        equilibrium (bool): gradient equilibrium (Li et al., ICCV 2019): with n outputs run, the gradient entering
+            the trunk from head i (0-based) is scaled by 1/(n-i) and the deeper outputs' by (n-i-1)/(n-i) at exit
+            i, so the units of stage s (between output s-1 and output s) receive the MEAN of the gradients of the
+            n-s outputs that depend on them instead of their sum. Replaces ``trunk_grad_scale``.
+    Returns:
+        tuple[dict, dict]: ({depth: scale on the gradient from that head into the trunk},
+        {exit depth: scale on the gradient from the deeper outputs at that exit}); a depth not listed is 1.
+    """
+    if equilibrium:
+        n = len(depths)
+        return ({d: 1 / (n - i) for i, d in enumerate(depths)},
+                {d: (n - i - 1) / (n - i) for i, d in enumerate(depths[:-1])})
+    return {}, {k: trunk_grad_scale for k in exits}
+
+
 def check_exits(exits, deploy_exit, depth, depth_text):
     """The exits as a list, after checking them and ``deploy_exit`` against the teacher ``depth`` (in the arch's
     unit); a one-line ConfigError otherwise. ``depth_text`` says what the depth is, e.g. 'num_block=16' or
@@ -105,7 +128,7 @@ class SRResNetMultiExit(MSRResNet):
         """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher."""
         return self if depth == self.num_block else self.exit_heads[str(depth)]
 
-    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False):
+    def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False, grad_equilibrium=False):
         """One pass through the trunk, stopping at the deepest requested depth.
 
         Args:
@@ -114,6 +137,8 @@ class SRResNetMultiExit(MSRResNet):
             trunk_grad_scale (float): at each exit, the share of the gradient from the deeper outputs that flows
                 back into the blocks before it (the forward pass is unchanged). 1: plain backpropagation.
             features (bool): also return each head's last features (see ``upsample``).
+            grad_equilibrium (bool): rescale the gradient as ``gradient_scales`` says, instead of
+                ``trunk_grad_scale`` (the forward pass is unchanged).
         Returns:
             OrderedDict[int, Tensor]: depth -> (N, num_out_ch, h*s, w*s) SR output, in increasing depth; with
             ``features``, a pair (outputs, {depth: (N, num_feat, h*s, w*s) head features}).
@@ -122,15 +147,16 @@ class SRResNetMultiExit(MSRResNet):
         for d in depths:
             if d not in self.depths:
                 raise ConfigError(f'exit {d!r}: this model has exits {self.exits} and teacher depth {self.num_block}')
+        into_head, into_trunk = gradient_scales(depths, self.exits, trunk_grad_scale, grad_equilibrium)
         base = F.interpolate(x, scale_factor=self.upscale, mode='bilinear', align_corners=False)
         feat = self.lrelu(self.conv_first(x))
         outputs, head_features = OrderedDict(), OrderedDict()
         for depth, block in enumerate(self.body[:depths[-1]], start=1):
             feat = block(feat)
             if depth in depths:
-                outputs[depth], head_features[depth] = upsample(self.head(depth), feat, base)
-            if depth in self.exits:
-                feat = scale_gradient(feat, trunk_grad_scale)
+                head_in = scale_gradient(feat, into_head.get(depth, 1))
+                outputs[depth], head_features[depth] = upsample(self.head(depth), head_in, base)
+            feat = scale_gradient(feat, into_trunk.get(depth, 1))
         return (outputs, head_features) if features else outputs
 
     def forward(self, x, all_exits=False, **kwargs):

@@ -1,6 +1,7 @@
 """SelfDistillSRModel: BasicSR's SRModel trained with self-distillation into the exits of an SRResNetMultiExit."""
 import contextlib
 import numbers
+import random
 from collections import OrderedDict
 from os import path as osp
 
@@ -28,6 +29,11 @@ SELF_DISTILL_DEFAULTS = {
     'trunk_grad_scale': 1.0,  # share of the deeper outputs' gradient that flows into the blocks before each exit
     'feature_distill_opt': None,  # loss between each exit head's last features and the teacher head's, e.g.
     #                               {type: L1DistillLoss, loss_weight: 0.1}; None: off
+    # Family recipes (issue 23, docs/configuration.md "Training every exit as well as alone"):
+    'exit_weights': {},  # {exit depth: multiplier on that exit's losses}; an exit not listed has 1
+    'grad_equilibrium': False,  # every shared stage gets the mean of its outputs' gradients (replaces trunk_grad_scale)
+    'sandwich': False,  # each step trains the teacher, the shallowest exit and one other exit drawn at random
+    'exits_start_iter': 0,  # two-phase: before this iteration only the teacher (the backbone) trains
 }
 
 
@@ -79,15 +85,27 @@ def self_distill_options(train_opt, exits):
             hint = did_you_mean(key, SELF_DISTILL_DEFAULTS) or f'; known keys: {", ".join(SELF_DISTILL_DEFAULTS)}'
             raise ConfigError(f'train.self_distill.{key}: unknown key{hint}')
     opts = {**SELF_DISTILL_DEFAULTS, **given}
-    for key in ('skip_nonfinite', 'distill_start_iter', 'distill_ramp_iters'):
+    for key in ('skip_nonfinite', 'distill_start_iter', 'distill_ramp_iters', 'exits_start_iter'):
         if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < 0:
             raise ConfigError(f'train.self_distill.{key}={opts[key]!r}: must be an integer >= 0')
-    if not isinstance(opts['distill_gate'], bool):
-        raise ConfigError(f'train.self_distill.distill_gate={opts["distill_gate"]!r}: must be true or false')
+    for key in ('distill_gate', 'grad_equilibrium', 'sandwich'):
+        if not isinstance(opts[key], bool):
+            raise ConfigError(f'train.self_distill.{key}={opts[key]!r}: must be true or false')
     scale = opts['trunk_grad_scale']
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not 0 <= scale <= 1:
         raise ConfigError(f'train.self_distill.trunk_grad_scale={scale!r}: must be a number in [0, 1]')
     opts['trunk_grad_scale'] = float(scale)
+    if opts['grad_equilibrium'] and scale != 1:
+        raise ConfigError(f'train.self_distill.grad_equilibrium replaces trunk_grad_scale={scale!r}: set one of them')
+    weights = opts['exit_weights']
+    if not isinstance(weights, dict):
+        raise ConfigError(f'train.self_distill.exit_weights={weights!r}: must be a mapping of exit depth to weight, '
+                          'e.g. {4: 2.0}')
+    for depth, weight in weights.items():
+        if depth not in exits:
+            raise ConfigError(f'train.self_distill.exit_weights: {depth!r} is not an exit (network_g.exits={exits})')
+        check_weight(f'train.self_distill.exit_weights.{depth}', weight)
+    opts['exit_weights'] = {depth: float(weights.get(depth, 1.0)) for depth in exits}
     opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
     opts['distill_opt'] = {**SELF_DISTILL_DEFAULTS['distill_opt'], **(opts['distill_opt'] or {})}
     check_weight('train.self_distill.distill_opt.loss_weight', opts['distill_opt']['loss_weight'])
@@ -121,11 +139,13 @@ class SelfDistillSRModel(SRModel):
 
     Loss per step, from one trunk pass (logged keys in brackets, one pair per exit k):
         pixel_opt(teacher, GT)                                           [l_pix]
-      + sum over exits k: student_pixel_weight * pixel_opt(exit_k, GT)   [l_pix_exit{k}]
-                        + r * distill_opt(exit_k, teacher)               [l_distill_exit{k}]
-                        + r * feature_distill_opt(head_k, head_teacher)  [l_feat_exit{k}]  (when set)
-    where r ramps from 0 to 1 (``distill_start_iter``, ``distill_ramp_iters``; 1 by default) and, with
-    ``distill_gate``, both sides of the distillation term are masked to the pixels where the teacher beats the exit.
+      + sum over the step's exits k: w_k * (student_pixel_weight * pixel_opt(exit_k, GT)   [l_pix_exit{k}]
+                                    + r * distill_opt(exit_k, teacher)                   [l_distill_exit{k}]
+                                    + r * feature_distill_opt(head_k, head_teacher))     [l_feat_exit{k}] (when set)
+    where w_k is ``exit_weights[k]`` (1 by default), r ramps from 0 to 1 (``distill_start_iter``,
+    ``distill_ramp_iters``; 1 by default) and, with ``distill_gate``, both sides of the distillation term are
+    masked to the pixels where the teacher beats the exit. The step's exits are every exit, none before
+    ``exits_start_iter``, and with ``sandwich`` the shallowest plus one other drawn at random (``step_depths``).
     Validation reports every ``val.metrics`` entry for the teacher (``psnr``) and for each exit (``psnr_exit8``).
     """
 
@@ -152,6 +172,10 @@ class SelfDistillSRModel(SRModel):
             raise ConfigError('train.perceptual_opt: not supported by SelfDistillSRModel')
         check_weight('train.pixel_opt.loss_weight', train_opt['pixel_opt'].get('loss_weight', 1.0))
         distill = self_distill_options(train_opt, self.exits)
+        if self.opt.get('dist') and (distill['sandwich'] or distill['exits_start_iter']) and not self.opt.get(
+                'find_unused_parameters'):
+            raise ConfigError('train.self_distill.sandwich / exits_start_iter leave exit heads out of some steps; '
+                              'under distributed training set find_unused_parameters: true')
         self.speed = speed_options(train_opt, self.device)
         if self.speed['channels_last']:  # before the optimizer and the EMA copy are made
             self.net_g.to(memory_format=torch.channels_last)
@@ -175,22 +199,24 @@ class SelfDistillSRModel(SRModel):
         sd = self.distill
         with self.autocast():  # train.autocast (off by default); the losses below are computed in fp32
             # {depth: SR image} and {depth: head features}, from ONE pass through the trunk
-            outputs, features = self.net_g_train(self.lq, all_exits=True, features=True,
-                                                 trunk_grad_scale=sd['trunk_grad_scale'])
+            outputs, features = self.net_g_train(self.lq, all_exits=True, depths=self.step_depths(current_iter),
+                                                 features=True, trunk_grad_scale=sd['trunk_grad_scale'],
+                                                 grad_equilibrium=sd['grad_equilibrium'])
         outputs = OrderedDict((depth, out.float()) for depth, out in outputs.items())  # no copy when already fp32
         self.output = teacher = outputs.pop(self.teacher_depth)
         r = ramp(current_iter, sd['distill_start_iter'], sd['distill_ramp_iters'])
         loss_dict = OrderedDict(l_pix=self.cri_pix(teacher, self.gt))
         for depth, student in outputs.items():
-            loss_dict[f'l_pix_exit{depth}'] = self.cri_pix_student(student, self.gt)
+            w = sd['exit_weights'][depth]
+            loss_dict[f'l_pix_exit{depth}'] = w * self.cri_pix_student(student, self.gt)
             target = teacher  # detached inside the distillation loss
             if sd['distill_gate']:  # only where the teacher beats the exit; no extra work on the hot path otherwise
                 mask = teacher_better_mask(student, teacher, self.gt)
                 student, target = student * mask, teacher * mask
-            loss_dict[f'l_distill_exit{depth}'] = r * self.cri_distill(student, target)
+            loss_dict[f'l_distill_exit{depth}'] = w * r * self.cri_distill(student, target)
             if self.cri_feature is not None:  # the teacher head's features are detached inside the loss
-                loss_dict[f'l_feat_exit{depth}'] = r * self.cri_feature(features[depth].float(),
-                                                                        features[self.teacher_depth].float())
+                loss_dict[f'l_feat_exit{depth}'] = w * r * self.cri_feature(features[depth].float(),
+                                                                            features[self.teacher_depth].float())
         l_total = sum(loss_dict.values())
         if not self.all_ranks_finite(l_total):
             return self.skip_nonfinite_step(current_iter, loss_dict)
@@ -199,6 +225,19 @@ class SelfDistillSRModel(SRModel):
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def step_depths(self, current_iter):
+        """The outputs trained at ``current_iter``, increasing, the teacher last: every output; only the teacher
+        before ``exits_start_iter``; with ``sandwich``, the shallowest exit and one other drawn at random (the same
+        draw for the same seed and iteration, so a resumed run draws as the uninterrupted one would)."""
+        sd = self.distill
+        if current_iter < sd['exits_start_iter']:
+            return [self.teacher_depth]
+        exits = list(self.exits)
+        if sd['sandwich'] and len(exits) > 2:
+            draw = random.Random(f'{self.opt.get("manual_seed")}:{current_iter}')
+            exits = [exits[0], draw.choice(exits[1:])]
+        return [*exits, self.teacher_depth]
 
     @property
     def net_g_train(self):

@@ -21,7 +21,7 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
 from sd_plugin.processes import Children
 from sd_plugin.study.elapsed import wait_counting
-from sd_plugin.study.spec import has_student, paired_init, run_name, run_options, write_yaml
+from sd_plugin.study.spec import family_options, has_student, paired_init, run_name, run_options, write_yaml
 from sd_plugin.threads import RunShares
 
 CHILDREN = Children()  # the training runs in flight: they end with this process (sd_plugin.processes)
@@ -74,7 +74,7 @@ def write_init(spec, arm, seed, out):
     init = osp.join(run_dir(out, arm, seed), 'init.pth')
     if not osp.isfile(init):
         network = run_options(spec, arm, seed, init)['network_g']
-        atomic_save(paired_init(network, spec['student_depth'], seed), init)
+        atomic_save(paired_init(network, spec['student_depth'], seed, family_options(spec, arm)), init)
     return init
 
 

@@ -5,6 +5,10 @@ that every arm's student sits at), ``baseline`` (an arm name), ``arms`` ({name: 
 training option dict for ``SelfDistillSRModel``). Each arm is ``base`` with its overrides merged in; its keys
 ``label`` and ``seeds`` belong to the study, not to BasicSR. An optional ``schedule`` (a list of {arms, seeds}) sets
 the order the runs train in; every (arm, seed) it names must also be in that arm's seeds.
+
+An optional ``family_arm`` (an arm with exits) pairs every exit with its twin trained alone: an arm whose network
+has one output, at a depth that is an output of the family arm, starts from the family arm's initial weights at that
+depth (stem, units 1..d and head d), so each exit and its twin start equal (``paired_init``'s ``family_opt``).
 """
 import copy
 import os
@@ -92,6 +96,10 @@ def load_spec(path, **overrides):
             raise ConfigError(f'schedule[{i}].seeds: seed {absent[0][1]!r} is not a seed of arm {absent[0][0]!r} '
                               f'({spec["arms"][absent[0][0]]["seeds"]}); the schedule only orders the runs')
     check_arm_options(spec)
+    family = spec.get('family_arm')
+    if family is not None and (family not in spec['arms'] or len(arm_depths(spec, family)) < 2):
+        raise ConfigError(f'family_arm={family!r}: must name an arm whose network has exits '
+                          f'({", ".join(spec["arms"])})')
     if not has_student(spec, spec['baseline']):
         raise ConfigError(f'baseline={spec["baseline"]!r}: has no output at student_depth={spec["student_depth"]}')
     return spec
@@ -122,10 +130,27 @@ def check_arm_options(spec):
                               'reads its learning curves from the TensorBoard logs, so it must be true')
 
 
+def arm_depths(spec, arm):
+    """The output depths (exits, then the teacher) of an arm's network."""
+    from sd_plugin.archs.multi_exit_arch import output_depths
+    return output_depths(merge(spec['base'], spec['arms'][arm])['network_g'])
+
+
 def has_student(spec, arm):
     """True when the arm's network has an output at ``student_depth`` (SRResNet-16 alone has not)."""
-    from sd_plugin.archs.multi_exit_arch import output_depths
-    return spec['student_depth'] in output_depths(merge(spec['base'], spec['arms'][arm])['network_g'])
+    return spec['student_depth'] in arm_depths(spec, arm)
+
+
+def family_options(spec, arm):
+    """The family arm's network_g when ``arm`` is one of its twins (one output, at one of the family's depths),
+    else None."""
+    family = spec.get('family_arm')
+    if family is None or arm == family:
+        return None
+    depths = arm_depths(spec, arm)
+    if len(depths) == 1 and depths[0] in arm_depths(spec, family):
+        return merge(spec['base'], spec['arms'][family])['network_g']
+    return None
 
 
 def run_name(arm, seed):
@@ -154,12 +179,13 @@ def run_options(spec, arm, seed, init_path):
     return opt
 
 
-def paired_init(network_opt, student_depth, seed):
+def paired_init(network_opt, student_depth, seed, family_opt=None):
     """Initial weights of an arm's network for ``seed`` in which the student's parameters (the stem, units 1..k and
     the head at depth k) are those of the stock student (``MSRResNet(num_block=k)``, or a MultiExitSR's arch at
     depth k: ``student_network_opt``) initialised with ``torch.manual_seed(seed)``; the other parameters are the
     arm's own initialisation with the same seed. A network without an output at depth k (a deeper model trained
-    alone) shares the stem and units 1..k.
+    alone) shares the stem and units 1..k. With ``family_opt`` (a multi-exit network_g that has an output at this
+    single-output network's depth d), the whole network is the family's initial weights at depth d instead.
 
     Returns:
         dict: ``{'params': state dict}``, the layout ``path.pretrain_network_g`` loads.
@@ -169,6 +195,13 @@ def paired_init(network_opt, student_depth, seed):
     from sd_plugin.export import student_keys
     from sd_plugin.preflight import build_network
     network_opt = dict(network_opt)
+    if family_opt is not None:
+        from sd_plugin.archs.multi_exit_arch import output_depths
+        family = paired_init(family_opt, student_depth, seed)['params']
+        depth = output_depths(network_opt)[-1]
+        twin = {name: family[key].clone() for name, key in student_keys(family, depth, family_opt).items()}
+        build_network(network_opt).load_state_dict(twin, strict=True)  # the twin's shapes and names, checked
+        return {'params': twin}
     student_opt = student_network_opt(network_opt, student_depth)
     torch.manual_seed(seed)
     student = build_stock(student_opt).state_dict()
