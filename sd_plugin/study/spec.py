@@ -66,7 +66,8 @@ def load_spec(path, **overrides):
         unknown = [a for a in keep if a not in spec['arms']]
         if unknown:
             raise ConfigError(f'--arms {unknown[0]}: not an arm of {path} ({", ".join(spec["arms"])})')
-        spec['arms'] = {name: arm for name, arm in spec['arms'].items() if name in keep or name == spec['baseline']}
+        kept = {*keep, spec['baseline'], spec.get('family_arm')}  # the twins' pairs need the family arm's weights
+        spec['arms'] = {name: arm for name, arm in spec['arms'].items() if name in kept}
     for key in ('iters', 'val_freq', 'student_depth'):
         _positive_int(spec, key)
     if not isinstance(spec['seeds'], list) or not spec['seeds'] or not all(
