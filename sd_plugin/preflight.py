@@ -225,11 +225,26 @@ REQUIRED_KEYS = [('name', 'a plain name', True, True), ('model_type', 'a model n
                  ('logger', 'a mapping', True, False), ('val', 'a mapping', False, True)]
 
 
+def check_string_keys(value, where=''):
+    """Every mapping key in the options is a string: BasicSR's option logger (``dict2str``) and its parser end in a
+    traceback on ``{4: 3.0}``. A ConfigError names the first other key and where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f'{where or "the options"}: key {key!r} is not a string; BasicSR options need '
+                                  f"string keys (write '{key}', or use a list)")
+            check_string_keys(item, f'{where}.{key}' if where else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            check_string_keys(item, f'{where}[{i}]')
+
+
 def check_before_parse(opt, is_train=True):
     """What BasicSR's ``parse_options`` needs of the options before it reads them (it would crash, or seed with a
     string): the required keys, ``name`` a plain name (it becomes experiments/<name>), ``manual_seed`` a valid seed,
     ``datasets`` a mapping of phases to mappings and ``path`` a mapping. Runs on the YAML as read, before BasicSR's
     parser; ``check_options`` checks the rest after it."""
+    check_string_keys(opt)
     for key, what, train, test in REQUIRED_KEYS:
         if (train if is_train else test) and opt.get(key) is None:
             raise ConfigError(f'{key}: missing; {"a training" if is_train else "a test"} options file needs it '

@@ -45,7 +45,7 @@ def make_model(tiny_data, exits=(2,), num_block=4, **self_distill):
 
 
 def test_the_family_recipes_are_off_by_default():
-    assert SELF_DISTILL_DEFAULTS['exit_weights'] == {} and SELF_DISTILL_DEFAULTS['grad_equilibrium'] is False
+    assert SELF_DISTILL_DEFAULTS['exit_weights'] == [] and SELF_DISTILL_DEFAULTS['grad_equilibrium'] is False
     assert SELF_DISTILL_DEFAULTS['sandwich'] is False and SELF_DISTILL_DEFAULTS['exits_start_iter'] == 0
 
 
@@ -100,7 +100,7 @@ def test_gradient_equilibrium_reaches_the_model_step(tiny_data):
 
 
 def test_exit_weight_multiplies_that_exits_pixel_and_distillation_terms(tiny_data):
-    weighted = make_model(tiny_data, exit_weights={2: 3.0})
+    weighted = make_model(tiny_data, exit_weights=[3.0])
     scaled = make_model(tiny_data, student_pixel_weight=0.9 * 3, distill_opt={'type': 'L1DistillLoss',
                                                                              'loss_weight': 0.1 * 3})
     g_w, log_w = grads_of(weighted, batch())
@@ -142,10 +142,11 @@ def test_two_phase_trains_only_the_teacher_before_exits_start_iter(tiny_data):
 
 
 @pytest.mark.parametrize('given, message', [
-    ({'exit_weights': {3: 2.0}}, 'train.self_distill.exit_weights: 3 is not an exit'),
-    ({'exit_weights': [2.0]}, 'train.self_distill.exit_weights=[2.0]: must be a mapping'),
-    ({'exit_weights': {2: '3'}}, "train.self_distill.exit_weights.2='3': must be a number >= 0"),
-    ({'exit_weights': {2: True}}, 'train.self_distill.exit_weights.2=True: must be a number >= 0'),
+    ({'exit_weights': {2: 3.0}}, 'train.self_distill.exit_weights={2: 3.0}: must be a list of one weight per exit'),
+    ({'exit_weights': [1.0, 2.0]}, 'exit_weights=[1.0, 2.0]: must be a list of one weight per exit (network_g.exits'),
+    ({'exit_weights': ['3']}, "train.self_distill.exit_weights[0] (exit 2)='3': must be a number >= 0"),
+    ({'exit_weights': [True]}, 'train.self_distill.exit_weights[0] (exit 2)=True: must be a number >= 0'),
+    ({'exit_weights': [-1]}, 'train.self_distill.exit_weights[0] (exit 2)=-1: must be a number >= 0'),
     ({'sandwich': 'yes'}, "train.self_distill.sandwich='yes': must be true or false"),
     ({'grad_equilibrium': 1}, 'train.self_distill.grad_equilibrium=1: must be true or false'),
     ({'grad_equilibrium': True, 'trunk_grad_scale': 0.5}, 'grad_equilibrium replaces trunk_grad_scale=0.5'),
@@ -159,12 +160,12 @@ def test_bad_family_options_are_refused_in_one_line(given, message):
 
 
 def family_spec(tiny_data, tmp_path):
-    """tiny_spec plus twins of every output of 'sd4' (exit 2, teacher 4), paired by family_arm."""
+    """tiny_spec (twins 'alone2' and 'deep4' of sd4's exit 2 and teacher) with family_arm 'sd4', and a recipe arm
+    'w2'."""
     path = tiny_spec(tiny_data, tmp_path, family_arm='sd4')
     import yaml
     spec = yaml.safe_load(open(path))
-    spec['arms']['alone4'] = {'network_g': {'exits': []}, 'train': {'self_distill': None}}
-    spec['arms']['w2'] = {'train': {'self_distill': {'exit_weights': {2: 3.0}}}}
+    spec['arms']['w2'] = {'train': {'self_distill': {'exit_weights': [3.0]}}}
     with open(path, 'w') as f:
         yaml.safe_dump(spec, f, sort_keys=False)
     return path
@@ -176,7 +177,7 @@ def test_family_arm_starts_every_twin_from_its_exits_initial_weights(tiny_data, 
         init = {arm: paired_init(run_options(spec, arm, seed, 'i')['network_g'], 2, seed,
                                  family_options(spec, arm))['params'] for arm in spec['arms']}
         family = init['sd4']
-        for twin, depth in (('alone2', 2), ('alone4', 4), ('deep4', 4)):
+        for twin, depth in (('alone2', 2), ('deep4', 4)):
             keys = student_keys(family, depth)
             assert set(init[twin]) == set(keys), twin
             for name, key in keys.items():
@@ -190,7 +191,7 @@ def test_family_arm_starts_every_twin_from_its_exits_initial_weights(tiny_data, 
 
 def test_family_arm_is_kept_by_arms_and_must_have_exits(tiny_data, tmp_path):
     path = family_spec(tiny_data, tmp_path)
-    assert set(load_spec(path, arms=['alone4'])['arms']) == {'alone4', 'alone2', 'sd4'}
+    assert set(load_spec(path, arms=['deep4'])['arms']) == {'deep4', 'alone2', 'sd4'}
     with pytest.raises(ConfigError, match="family_arm='deep4': must name an arm whose network has exits"):
         load_spec(tiny_spec(tiny_data, tmp_path, family_arm='deep4'))
 
@@ -200,3 +201,46 @@ def test_the_family_study_file_is_valid_and_pairs_every_output():
     assert spec['family_arm'] == 'sd32'
     for arm, depth in (('alone4', 4), ('alone8', 8), ('alone16', 16), ('alone32', 32)):
         assert family_options(spec, arm)['exits'] == [4, 8, 16], arm
+
+
+def fake_run(out, arm, seed, scalars, iters=4):
+    """A finished run of a study under ``out`` with the TensorBoard scalars {tag: {iter: value}}."""
+    import json
+    import os
+
+    from torch.utils.tensorboard import SummaryWriter
+    folder = os.path.join(out, 'runs', f'{arm}_seed{seed}')
+    writer = SummaryWriter(os.path.join(folder, 'tb_logger', f'{arm}_seed{seed}'))
+    for tag, points in scalars.items():
+        for step, value in points.items():
+            writer.add_scalar(tag, value, step)
+    writer.close()
+    with open(os.path.join(folder, 'done.json'), 'w') as f:
+        json.dump({'iters': iters, 'seconds': 1.0}, f)
+
+
+def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_data, tmp_path):
+    from sd_plugin.study.family import markdown, summarise
+    spec = load_spec(family_spec(tiny_data, tmp_path))
+    out = str(tmp_path / 'out')
+    for seed, shift in ((0, 0.0), (1, 0.2)):
+        fake_run(out, 'sd4', seed, {'metrics/Set5/psnr_exit2': {2: 20.0, 4: 25.0 + shift},
+                                    'metrics/Set5/psnr': {2: 21.0, 4: 26.0 + shift},
+                                    'metrics/Set5/ssim_exit2': {4: 0.7}, 'metrics/Set5/ssim': {4: 0.8}})
+        fake_run(out, 'alone2', seed, {'metrics/Set5/psnr': {2: 19.0, 4: 25.1}, 'metrics/Set5/ssim': {4: 0.69}})
+        fake_run(out, 'deep4', seed, {'metrics/Set5/psnr': {2: 21.5, 4: 26.0}, 'metrics/Set5/ssim': {4: 0.8}})
+    fake_run(out, 'w2', 0, {'metrics/Set5/psnr_exit2': {4: 25.5}, 'metrics/Set5/psnr': {4: 25.9}})
+    doc = summarise(spec, out)
+    recipes = {r['name']: r for r in doc['recipes']}
+    assert set(recipes) == {'sd4', 'w2'} and recipes['sd4']['default'] and not recipes['w2']['default']
+    rows = {(r['output'], r['set']): r for r in recipes['sd4']['rows']}
+    exit2, teacher = rows[('exit 2', 'Set5')], rows[('teacher', 'Set5')]
+    assert exit2['n'] == 2 and exit2['per_seed_db'] == pytest.approx({'0': -0.1, '1': 0.1}, abs=1e-5)
+    assert exit2['paired_mean_db'] == pytest.approx(0.0, abs=1e-6)
+    assert exit2['paired_ssim'] == pytest.approx(0.01, abs=1e-5)
+    assert teacher['per_seed_db'] == pytest.approx({'0': 0.0, '1': 0.2}, abs=1e-5)
+    assert recipes['sd4']['curves']['exit 2|Set5']['mean'] == pytest.approx([1.0, 0.0], abs=1e-6)
+    w2 = {(r['output'], r['set']): r for r in recipes['w2']['rows']}
+    assert w2[('exit 2', 'Set5')]['n'] == 1 and w2[('exit 2', 'Set5')]['paired_mean_db'] == pytest.approx(0.4, abs=1e-5)
+    assert recipes['w2']['teacher_vs_default'][0]['paired_mean_db'] == pytest.approx(-0.1, abs=1e-5)
+    assert 'exit 2' in markdown(doc) and '(the default)' in markdown(doc)

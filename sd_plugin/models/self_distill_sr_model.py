@@ -30,7 +30,7 @@ SELF_DISTILL_DEFAULTS = {
     'feature_distill_opt': None,  # loss between each exit head's last features and the teacher head's, e.g.
     #                               {type: L1DistillLoss, loss_weight: 0.1}; None: off
     # Family recipes (issue 23, docs/configuration.md "Training every exit as well as alone"):
-    'exit_weights': {},  # {exit depth: multiplier on that exit's losses}; an exit not listed has 1
+    'exit_weights': [],  # one multiplier per exit (network_g.exits' order) on that exit's losses; []: all 1
     'grad_equilibrium': False,  # every shared stage gets the mean of its outputs' gradients (replaces trunk_grad_scale)
     'sandwich': False,  # each step trains the teacher, the shallowest exit and one other exit drawn at random
     'exits_start_iter': 0,  # two-phase: before this iteration only the teacher (the backbone) trains
@@ -98,14 +98,13 @@ def self_distill_options(train_opt, exits):
     if opts['grad_equilibrium'] and scale != 1:
         raise ConfigError(f'train.self_distill.grad_equilibrium replaces trunk_grad_scale={scale!r}: set one of them')
     weights = opts['exit_weights']
-    if not isinstance(weights, dict):
-        raise ConfigError(f'train.self_distill.exit_weights={weights!r}: must be a mapping of exit depth to weight, '
-                          'e.g. {4: 2.0}')
-    for depth, weight in weights.items():
-        if depth not in exits:
-            raise ConfigError(f'train.self_distill.exit_weights: {depth!r} is not an exit (network_g.exits={exits})')
-        check_weight(f'train.self_distill.exit_weights.{depth}', weight)
-    opts['exit_weights'] = {depth: float(weights.get(depth, 1.0)) for depth in exits}
+    if weights is None or weights == []:
+        weights = [1.0] * len(exits)
+    if not isinstance(weights, list) or len(weights) != len(exits):
+        raise ConfigError(f'train.self_distill.exit_weights={weights!r}: must be a list of one weight per exit '
+                          f'(network_g.exits={exits}), e.g. {[3.0] + [1.0] * (len(exits) - 1)}')
+    opts['exit_weights'] = {depth: check_weight(f'train.self_distill.exit_weights[{i}] (exit {depth})', w)
+                            for i, (depth, w) in enumerate(zip(exits, weights))}
     opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
     opts['distill_opt'] = {**SELF_DISTILL_DEFAULTS['distill_opt'], **(opts['distill_opt'] or {})}
     check_weight('train.self_distill.distill_opt.loss_weight', opts['distill_opt']['loss_weight'])

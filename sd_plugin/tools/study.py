@@ -45,7 +45,8 @@ def main(argv=None):
     parser.add_argument('--arms', default=None, help='only these arms (and the baseline), comma-separated')
     parser.add_argument('--report-only', action='store_true', help='report what has finished; train nothing')
     parser.add_argument('--report', default=None, metavar='DIR',
-                        help='write study.json/md/png and the students here (default: OUT)')
+                        help='write study.json/md/png, the students (and family/ for a study with family_arm) here '
+                        '(default: OUT)')
     args = parser.parse_args(argv)
     import sd_plugin  # noqa: F401  (registrations)
     from sd_plugin.study.report import write_report
@@ -65,6 +66,11 @@ def main(argv=None):
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     paths = write_report(spec, args.out, args.report)
+    if spec.get('family_arm'):  # every output against its twin trained alone (sd_plugin/study/family.py)
+        from sd_plugin.study.family import write_family_report
+        family = os.path.join(args.report or args.out, 'family')
+        write_family_report(spec, args.out, family)
+        paths.append(family)
     print('wrote ' + ', '.join(paths))
     if failures:
         print(f'sd-study: error: {len(failures)} run(s) failed: {", ".join(failures)}', file=sys.stderr)
