@@ -16,6 +16,7 @@ wrapper's options as JSON bytes (a uint8 tensor), so that a checkpoint alone reb
 import inspect
 import json
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
@@ -24,6 +25,7 @@ from torch import nn
 from sd_plugin.archs.adapters import get_adapter
 from sd_plugin.archs.srresnet_multiexit_arch import check_exits, gradient_scales, scale_gradient
 from sd_plugin.errors import ConfigError
+from sd_plugin.registries import lookup, registry_name
 from sd_plugin.text import did_you_mean
 
 OPTIONS_KEY = 'multi_exit_options'
@@ -32,10 +34,10 @@ OPTIONS_KEY = 'multi_exit_options'
 def build_stock(arch_opt):
     """The stock network of ``arch_opt`` (a network_g dict with ``type``), built from BasicSR's ARCH_REGISTRY; an
     argument the arch does not name is a ConfigError (SwinIR's ``**kwargs`` would swallow a misspelling)."""
-    if arch_opt['type'] not in ARCH_REGISTRY:
+    if registry_name(ARCH_REGISTRY, arch_opt['type']) is None:
         raise ConfigError(f'network_g.arch.type={arch_opt["type"]!r}: not registered in BasicSR\'s ARCH_REGISTRY '
-                          '(import the module that registers it before the options are parsed)')
-    cls = ARCH_REGISTRY.get(arch_opt['type'])
+                          '(import the module that registers it: --import MODULE, or custom_imports in the YAML)')
+    cls = lookup(ARCH_REGISTRY, arch_opt['type'])
     params = inspect.signature(cls.__init__).parameters
     known = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != 'self']
     for key in arch_opt:
@@ -56,9 +58,9 @@ def resolve_arch(arch):
     if not isinstance(arch, dict) or 'type' not in arch:
         raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
     adapter = get_adapter(arch['type'])
-    if arch['type'] not in ARCH_REGISTRY:
+    if registry_name(ARCH_REGISTRY, arch['type']) is None:
         build_stock(arch)  # the one-line error
-    return adapter, adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
+    return adapter, adapter.resolve(lookup(ARCH_REGISTRY, arch['type']), dict(arch))
 
 
 def output_depths(network_opt):
@@ -79,6 +81,17 @@ def student_network_opt(network_opt, depth):
         return adapter.stock_options(arch, depth)
     keys = {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'upscale': 4}
     return {'type': 'MSRResNet', **{k: network_opt.get(k, v) for k, v in keys.items()}, 'num_block': depth}
+
+
+def student_keys(adapter, state_dict, depth, teacher):
+    """{stock name at ``depth``: its name in ``state_dict``} of a MultiExitSR state dict whose teacher has
+    ``teacher`` units: ``adapter.student_key`` of every key (the saved options left out)."""
+    keys = OrderedDict()
+    for key in state_dict:
+        name = None if key == OPTIONS_KEY else adapter.student_key(key, depth, teacher)
+        if name is not None:
+            keys[name] = key
+    return keys
 
 
 def encode_options(options):
@@ -152,6 +165,7 @@ class MultiExitSR(nn.Module):
         self.adapter, self.arch_opt, self.exits = adapter, arch_opt, exits
         self.num_block, self.deploy_exit = depth, deploy_exit or depth
         self.upscale = adapter.scale(stock)
+        self.num_in_ch = adapter.in_channels(arch_opt)
         self.exit_heads = nn.ModuleDict({str(k): self.make_exit_head(k) for k in exits})
         self.encoded_options = encode_options({'arch': arch_opt, 'exits': exits})
         self.register_state_dict_post_hook(_add_options)
@@ -161,8 +175,8 @@ class MultiExitSR(nn.Module):
         """A module holding the tail of a freshly built stock arch at ``depth``: the arch's own initialisation."""
         donor = build_stock(self.adapter.stock_options(self.arch_opt, depth))
         head = nn.Module()
-        for name in self.adapter.tail_modules(donor):
-            head.add_module(name, getattr(donor, name))
+        for name, module in self.adapter.tail_modules(donor).items():
+            head.add_module(name, module)
         return head
 
     def train(self, mode=True):
@@ -176,8 +190,11 @@ class MultiExitSR(nn.Module):
         return [*self.exits, self.num_block]
 
     def head(self, depth):
-        """Where the tail's layers of output ``depth`` are: an exit head, or the stock network for the teacher."""
-        return self.stock if depth == self.num_block else self.exit_heads[str(depth)]
+        """Where the tail's layers of output ``depth`` are: an exit head, or for the teacher an object whose
+        attributes are the stock network's own tail modules (``adapter.tail_modules``)."""
+        if depth == self.num_block:
+            return SimpleNamespace(**self.adapter.tail_modules(self.stock))
+        return self.exit_heads[str(depth)]
 
     def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False, grad_equilibrium=False):
         """One pass through the trunk, stopping at the deepest requested depth.
@@ -225,8 +242,7 @@ class MultiExitSR(nn.Module):
 
     def student(self, depth):
         """(stock network_g, state dict) of output ``depth`` as the stock arch: stem, units 1..depth, head depth
-        under the tail's stock names (``sd_plugin.export.student_state_dict`` on this state dict)."""
-        from sd_plugin.export import student_state_dict
-        network_opt = {'type': 'MultiExitSR', 'arch': self.arch_opt, 'exits': self.exits}
-        return self.adapter.stock_options(self.arch_opt, depth), student_state_dict(self.state_dict(), depth,
-                                                                                    network_opt)
+        under the tail's stock names (``student_keys``)."""
+        state = self.state_dict()
+        keys = student_keys(self.adapter, state, depth, self.num_block)
+        return self.adapter.stock_options(self.arch_opt, depth), OrderedDict((n, state[k]) for n, k in keys.items())

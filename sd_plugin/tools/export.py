@@ -6,6 +6,7 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import export, export_onnx, export_safetensors
 from sd_plugin.files import plan_outputs
+from sd_plugin.imports import parse_with_imports
 
 
 @one_line_errors('sd-export')
@@ -26,7 +27,7 @@ def main(argv=None):
                         help='also write the student as .safetensors (params_ema when exported, else params), the '
                         'format chaiNNer / spandrel load; needs the safetensors package')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx file')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     plan_outputs({'--out': args.out, '--onnx': args.onnx, '--safetensors': args.safetensors}, {'CKPT': args.ckpt},
                  args.overwrite)
     if args.onnx:
