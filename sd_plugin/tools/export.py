@@ -42,6 +42,9 @@ def main(argv=None):
         key = 'params_ema' if 'params_ema' in saved else 'params'
         export_safetensors(arch, saved[key], args.safetensors)
         print(f'wrote {args.safetensors} ({key}; metadata network_g)')
+        line = spandrel_line(arch, saved[key], args.safetensors)
+        if line:
+            print(line)
     if args.onnx:
         saved = load_checkpoint(args.out)
         key = 'params_ema' if 'params_ema' in saved else 'params'
@@ -49,6 +52,17 @@ def main(argv=None):
         check = ('onnxruntime not installed: not run' if diff is None else
                  f'onnxruntime vs PyTorch max abs diff {diff:.2e}')
         print(f'wrote {args.onnx} ({key}, dynamic batch/height/width): {check}')
+
+
+def spandrel_line(arch, state_dict, path):
+    """What spandrel does with the student written to ``path``: its own answer where it is installed, else the
+    documented one (``sd_plugin.spandrel_check``); None when neither knows."""
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.archs.multi_exit_arch import build_stock
+    from sd_plugin.spandrel_check import check, prediction
+    student = build_stock(arch).eval()
+    student.load_state_dict(state_dict, strict=True)
+    return check(path, student, arch, get_adapter(arch['type']).in_channels(arch)) or prediction(arch)
 
 
 if __name__ == '__main__':
