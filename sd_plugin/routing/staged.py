@@ -34,8 +34,8 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit, upsample
+from sd_plugin.complexity import count_macs
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluation.complexity import count_macs
 
 PROBE = (16, 16)  # LR size on which MACs are counted (convolution MACs are proportional to the pixels)
 
