@@ -72,30 +72,15 @@ def student_arch(state_dict, depth, network_opt=None):
 
 
 def student_keys(state_dict, depth, network_opt=None):
-    """{stock parameter name: its name in ``state_dict``} of output ``depth``. A MultiExitSR state dict: see
-    ``wrapped_student_keys``. An SRResNetMultiExit one: MSRResNet(num_block=depth)'s names: the shared first conv,
-    the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its depth) under MSRResNet's
-    head names. ``network_opt``: see ``wrapper_options``."""
+    """{stock parameter name: its name in ``state_dict``} of output ``depth`` (``wrapped_student_keys``). An
+    SRResNetMultiExit / MSRResNet state dict is the MSRResNet case, with its options read off its keys and shapes
+    (``infer_arch``): MSRResNet(num_block=depth)'s names. ``network_opt``: see ``wrapper_options``."""
     options = wrapper_options(state_dict, network_opt)
-    if options is not None:
-        return wrapped_student_keys(state_dict, depth, options)
-    arch = infer_arch(state_dict)
-    if depth != arch['num_block'] and depth not in arch['exits']:
-        raise ConfigError(f'--exit {depth}: the checkpoint has exits {arch["exits"]} and teacher depth '
-                          f'{arch["num_block"]}')
-    keys = OrderedDict()
-    for key in state_dict:
-        body = re.match(r'body\.(\d+)\.', key)
-        if key.startswith('exit_heads.'):
-            prefix = f'exit_heads.{depth}.'
-            if key.startswith(prefix):
-                keys[key[len(prefix):]] = key
-        elif body:
-            if int(body.group(1)) < depth:
-                keys[key] = key
-        elif key.startswith('conv_first.') or depth == arch['num_block']:
-            keys[key] = key  # the shared first conv, and the teacher's own head
-    return keys
+    if options is None:
+        arch = infer_arch(state_dict)
+        options = {'arch': {'type': 'MSRResNet', **{k: v for k, v in arch.items() if k != 'exits'}},
+                   'exits': arch['exits']}
+    return wrapped_student_keys(state_dict, depth, options)
 
 
 def student_state_dict(state_dict, depth, network_opt=None):

@@ -23,12 +23,58 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sd_plugin.archs.adapters import get_adapter
-from sd_plugin.archs.srresnet_multiexit_arch import check_exits, gradient_scales, scale_gradient
 from sd_plugin.errors import ConfigError
 from sd_plugin.registries import lookup, registry_name
 from sd_plugin.text import did_you_mean
 
 OPTIONS_KEY = 'multi_exit_options'
+
+
+def scale_gradient(x, scale):
+    """``x`` unchanged in the forward pass; in the backward pass its gradient is multiplied by ``scale``."""
+    return x if scale == 1 else x * scale + x.detach() * (1 - scale)
+
+
+def gradient_scales(depths, exits, trunk_grad_scale=1.0, equilibrium=False):
+    """Where the backward pass rescales the trunk's gradient, for a pass that outputs ``depths`` (sorted).
+
+    Args:
+        depths (list[int]): the output depths this pass runs, increasing (the deepest ends the trunk).
+        exits (list[int]): every exit depth of the network.
+        trunk_grad_scale (float): at each exit, the share of the deeper outputs' gradient passed back into the units
+            before it (``train.self_distill.trunk_grad_scale``).
+        equilibrium (bool): gradient equilibrium (Li et al., ICCV 2019): with n outputs run, the gradient entering
+            the trunk from head i (0-based) is scaled by 1/(n-i) and the deeper outputs' by (n-i-1)/(n-i) at exit
+            i, so the units of stage s (between output s-1 and output s) receive the MEAN of the gradients of the
+            n-s outputs that depend on them instead of their sum. Replaces ``trunk_grad_scale``.
+    Returns:
+        tuple[dict, dict]: ({depth: scale on the gradient from that head into the trunk},
+        {exit depth: scale on the gradient from the deeper outputs at that exit}); a depth not listed is 1.
+    """
+    if equilibrium:
+        n = len(depths)
+        return ({d: 1 / (n - i) for i, d in enumerate(depths)},
+                {d: (n - i - 1) / (n - i) for i, d in enumerate(depths[:-1])})
+    return {}, {k: trunk_grad_scale for k in exits}
+
+
+def check_exits(exits, deploy_exit, depth, depth_text):
+    """The exits as a list, after checking them and ``deploy_exit`` against the teacher ``depth`` (in the arch's
+    unit); a one-line ConfigError otherwise. ``depth_text`` says what the depth is, e.g. 'num_block=16' or
+    'EDSR has 16 blocks'."""
+    if not isinstance(exits, (list, tuple)) and exits is not None:
+        raise ConfigError(f'network_g.exits={exits!r}: must be a list of depths, e.g. [4, 8]')
+    exits = list(exits or [])
+    for k in exits:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
+            raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {depth - 1}] '
+                              f'({depth_text})')
+    if exits != sorted(set(exits)):
+        raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
+    if deploy_exit not in (None, depth, *exits):
+        raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or the teacher '
+                          f'depth {depth}')
+    return exits
 
 
 def build_stock(arch_opt):
