@@ -139,3 +139,25 @@ def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, 
     path.write_text(yaml.safe_dump({**spec, 'custom_imports': ['broken_archs']}))
     with pytest.raises(Exception, match='custom_imports broken_archs: does not import'):
         load_spec(str(path))
+
+
+TOOLS = ['calibrate', 'compare', 'dropin', 'eval', 'export', 'prepare', 'quickstart', 'reproduce', 'study', 'upscale']
+
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_every_sd_command_offers_import(tool, capsys):
+    import importlib
+    with pytest.raises(SystemExit):
+        importlib.import_module(f'sd_plugin.tools.{tool}').main(['--help'])
+    assert '--import MODULE' in capsys.readouterr().out
+
+
+def test_sd_test_takes_import_too(user_folder, tiny_data, tmp_path, monkeypatch, capsys):
+    from sd_plugin.test import main
+    path = write_yaml(tiny_options(tiny_data, name='t'), tmp_path / 't.yml')
+    monkeypatch.setattr(sys, 'argv', ['sd-test', '--import', 'broken_archs', '-opt', path])
+    with pytest.raises(SystemExit) as done:
+        main(str(tmp_path))
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == ('sd-test: error: --import broken_archs: does not import '
+                                               '(RuntimeError: this module is broken)')

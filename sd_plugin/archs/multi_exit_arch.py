@@ -1,5 +1,5 @@
-"""MultiExitSR: any stock BasicSR arch (EDSR, RCAN, RRDBNet, SwinIR, MSRResNet, or a user's own with an adapter) with
-extra exits inside its trunk, each a fresh copy of the arch's own tail.
+"""MultiExitSR: any stock BasicSR arch (EDSR, RCAN, RRDBNet, SRVGGNetCompact, SwinIR, MSRResNet, or a user's own with
+an adapter) with extra exits inside its trunk, each a fresh copy of the arch's own tail.
 
     network_g:
       type: MultiExitSR
@@ -7,9 +7,9 @@ extra exits inside its trunk, each a fresh copy of the arch's own tail.
       exits: [4, 8]          # depths in the arch's unit (docs/archs.md)
 
 The stock network's parameters are this module's own, under the stock names: with ``exits: []`` the state dict is
-exactly the stock arch's, and it loads strictly both ways. Exit k's head is ``exit_heads.<k>.<tail name>``; with
-``exit_heads.<k>.`` removed from those names, the stem, units 1..k and head k are the state dict of the stock arch
-at depth k (``adapter.stock_options(arch, k)``). A state dict with exits also carries ``multi_exit_options``, the
+exactly the stock arch's, and it loads strictly both ways. Exit k's head is ``exit_heads.<k>.<tail name>``; the
+adapter's ``student_key`` renames the stem, units 1..k and head k to the state dict of the stock arch at depth k
+(``adapter.stock_options(arch, k)``; ``student_keys``). A state dict with exits also carries ``multi_exit_options``, the
 wrapper's options as JSON bytes (a uint8 tensor), so that a checkpoint alone rebuilds its network
 (``options_from_state_dict``).
 """
