@@ -6,6 +6,9 @@ training option dict for ``SelfDistillSRModel``). Each arm is ``base`` with its 
 ``label`` and ``seeds`` belong to the study, not to BasicSR. An optional ``schedule`` (a list of {arms, seeds}) sets
 the order the runs train in; every (arm, seed) it names must also be in that arm's seeds.
 
+An optional ``custom_imports`` (as in BasicSR options; also under ``base``) names modules to import first (a
+user's arch and adapter); every run's options carry them (``study_imports``).
+
 An optional ``family_arm`` (an arm with exits) pairs every exit with its twin trained alone: an arm whose network
 has one output, at a depth that is an output of the family arm, starts from the family arm's initial weights at that
 depth (stem, units 1..d and head d), so each exit and its twin start equal (``paired_init``'s ``family_opt``).
