@@ -1,5 +1,5 @@
 """Shared helpers of the benchmark scripts: interleaved timing, per-round ratios with their spread, MAC bounds from
-the project's MAC counter (``sd_plugin.evaluation.complexity.count_macs``), goal checks, tables and JSON.
+the project's MAC counter (``sd_plugin.complexity.count_macs``), goal checks, tables and JSON.
 
 Timing protocol: every round runs each variant once (``reps`` calls, then a device sync), in an order rotated by one
 each round (A B C, B C A, C A B, ...), so slow drifts and neighbours' load hit all variants alike. A ratio is taken
@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import sd_plugin  # noqa: E402,F401  (compat fixes and registrations, before basicsr)
-from sd_plugin.evaluation.complexity import count_macs  # noqa: E402
+from sd_plugin.complexity import count_macs  # noqa: E402
 
 DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 MAX_REL_IQR = 0.20  # UNSTABLE above this IQR / median (--max-rel-iqr)
@@ -260,7 +260,7 @@ class AllExits(nn.Module):
 
 
 def macs_per_lr_pixel(net, depth=None, all_exits=False, size=64):
-    """MACs per LR pixel of ``net`` by ``sd_plugin.evaluation.complexity.count_macs`` (conv MACs; exact per pixel
+    """MACs per LR pixel of ``net`` by ``sd_plugin.complexity.count_macs`` (conv MACs; exact per pixel
     with padding).
     ``depth``: run ``forward_exits(x, [depth])``; ``all_exits``: the one-pass all-exits forward; else ``net(x)``."""
     net = AllExits(net) if all_exits else net

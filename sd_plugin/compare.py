@@ -13,7 +13,7 @@ from os import path as osp
 import cv2
 import numpy as np
 
-from sd_plugin.data.bicubic import imresize
+from sd_plugin.data.bicubic import derive_lr, imresize  # noqa: F401  (derive_lr: imported from here too)
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import as_rgb, measure, model_sr
 from sd_plugin.inference import load_sr_network
@@ -23,15 +23,6 @@ DISPLAY = 256  # about this many screen pixels per crop side when the zoom is au
 GUTTER = 4  # white pixels between panels
 LABEL_HEIGHT = 22
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-
-
-def derive_lr(hr, scale):
-    """(HR cropped to a multiple of ``scale``, its MATLAB-bicubic LR): what ``sd-prepare`` makes of an HR image."""
-    height, width = hr.shape[:2]
-    if min(height, width) < scale:
-        raise ConfigError(f'an HR image of {width}x{height} is smaller than the scale {scale}')
-    hr = hr[:height - height % scale, :width - width % scale]
-    return hr, imresize(hr, 1 / scale)
 
 
 def image_scale(hr, lr):

@@ -80,7 +80,9 @@ def check_command_line(argv, is_train=True):
     """The parts of BasicSR's command line that its parser would turn into a traceback or run as code: ``-opt``
     must name a readable YAML file holding a mapping, read safely (``sd_plugin.yamlio``: a Python tag is refused
     before BasicSR's parser reads the file) with the keys BasicSR's parser needs (``preflight.check_before_parse``);
-    each ``--force_yml`` entry must be ``key:key=value`` with existing sections and a value BasicSR can read."""
+    each ``--force_yml`` entry must be ``key:key=value`` with existing sections and a value BasicSR can read. The
+    modules of its ``custom_imports`` are imported first (``sd_plugin.imports``)."""
+    from sd_plugin.imports import KEY, import_modules, yaml_imports
     from sd_plugin.preflight import check_before_parse
     from sd_plugin.yamlio import load_yaml
     args = list(argv[1:])
@@ -95,6 +97,7 @@ def check_command_line(argv, is_train=True):
     if not isinstance(opt, dict):
         kind = 'empty' if opt is None else f'a {type(opt).__name__}'
         raise ConfigError(f'-opt {opt_path}: is {kind}; an options file is a mapping of keys (name, model_type, ...)')
+    import_modules(yaml_imports(opt), KEY)  # a user's archs and adapters, before any check names them
     check_before_parse(opt, is_train)
     if '--force_yml' in args:
         for entry in args[args.index('--force_yml') + 1:]:

@@ -37,31 +37,16 @@ def infer_arch(state_dict):
 
 def wrapped_student_keys(state_dict, depth, options):
     """{stock parameter name at ``depth``: its name in ``state_dict``} for a MultiExitSR state dict with ``options``
-    (``options_from_state_dict``): the stem, units 1..depth, and exit head ``depth`` under the tail's stock names
-    (the teacher's own tail at the teacher depth)."""
+    (``options_from_state_dict``): what the arch's adapter maps (``Adapter.student_key``: the stem, units 1..depth,
+    and exit head ``depth`` under the tail's stock names; the teacher's own tail at the teacher depth)."""
     from sd_plugin.archs.adapters import get_adapter
-    from sd_plugin.archs.multi_exit_arch import OPTIONS_KEY
+    from sd_plugin.archs.multi_exit_arch import student_keys
     adapter = get_adapter(options['arch']['type'])
-    unit = re.compile(re.escape(adapter.block_attr) + r'\.(\d+)\.')
-    teacher = 1 + max((int(m.group(1)) for k in state_dict for m in [unit.match(k)] if m), default=-1)
+    teacher = adapter.depth(options['arch'])
     if depth != teacher and depth not in options['exits']:
         raise ConfigError(f'--exit {depth}: the checkpoint has exits {options["exits"]} and teacher depth {teacher} '
                           f'({adapter.unit}s of {options["arch"]["type"]})')
-    keys = OrderedDict()
-    for key in state_dict:
-        block = unit.match(key)
-        if key == OPTIONS_KEY:
-            continue
-        if key.startswith('exit_heads.'):
-            prefix = f'exit_heads.{depth}.'
-            if key.startswith(prefix):
-                keys[key[len(prefix):]] = key
-        elif block:
-            if int(block.group(1)) < depth:
-                keys[key] = key
-        elif key.split('.', 1)[0] not in adapter.tail_names or depth == teacher:
-            keys[key] = key  # the stem, and the teacher's own tail
-    return keys
+    return student_keys(adapter, state_dict, depth, teacher)
 
 
 def wrapper_options(state_dict, network_opt=None):
@@ -87,30 +72,15 @@ def student_arch(state_dict, depth, network_opt=None):
 
 
 def student_keys(state_dict, depth, network_opt=None):
-    """{stock parameter name: its name in ``state_dict``} of output ``depth``. A MultiExitSR state dict: see
-    ``wrapped_student_keys``. An SRResNetMultiExit one: MSRResNet(num_block=depth)'s names: the shared first conv,
-    the trunk up to ``depth``, and exit head ``depth`` (or the teacher's own head, at its depth) under MSRResNet's
-    head names. ``network_opt``: see ``wrapper_options``."""
+    """{stock parameter name: its name in ``state_dict``} of output ``depth`` (``wrapped_student_keys``). An
+    SRResNetMultiExit / MSRResNet state dict is the MSRResNet case, with its options read off its keys and shapes
+    (``infer_arch``): MSRResNet(num_block=depth)'s names. ``network_opt``: see ``wrapper_options``."""
     options = wrapper_options(state_dict, network_opt)
-    if options is not None:
-        return wrapped_student_keys(state_dict, depth, options)
-    arch = infer_arch(state_dict)
-    if depth != arch['num_block'] and depth not in arch['exits']:
-        raise ConfigError(f'--exit {depth}: the checkpoint has exits {arch["exits"]} and teacher depth '
-                          f'{arch["num_block"]}')
-    keys = OrderedDict()
-    for key in state_dict:
-        body = re.match(r'body\.(\d+)\.', key)
-        if key.startswith('exit_heads.'):
-            prefix = f'exit_heads.{depth}.'
-            if key.startswith(prefix):
-                keys[key[len(prefix):]] = key
-        elif body:
-            if int(body.group(1)) < depth:
-                keys[key] = key
-        elif key.startswith('conv_first.') or depth == arch['num_block']:
-            keys[key] = key  # the shared first conv, and the teacher's own head
-    return keys
+    if options is None:
+        arch = infer_arch(state_dict)
+        options = {'arch': {'type': 'MSRResNet', **{k: v for k, v in arch.items() if k != 'exits'}},
+                   'exits': arch['exits']}
+    return wrapped_student_keys(state_dict, depth, options)
 
 
 def student_state_dict(state_dict, depth, network_opt=None):

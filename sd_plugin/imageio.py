@@ -67,6 +67,12 @@ def read_uint8(path):
     return img
 
 
+def read_rgb(path):
+    """uint8 (H, W) grey or (H, W, 3) RGB image (alpha dropped); ConfigError naming an unreadable file."""
+    img = read_uint8(path)
+    return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else img
+
+
 def check_writable(img, ext):
     """A ConfigError unless an image like ``img`` can be stored as ``ext`` (e.g. '.jpg') without losing its alpha
     channel or its 16 bits. The message says which extensions can."""

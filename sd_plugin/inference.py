@@ -117,7 +117,7 @@ def load_sr_network(ckpt, exit=None, param_key=None):
     net.eval().requires_grad_(False)
     dtypes = sorted({str(v.dtype).replace('torch.', '') for v in state.values() if torch.is_tensor(v)})
     info = {'path': path, 'param_key': key, 'kind': 'multi-exit' if arch['exits'] else 'MSRResNet', 'arch': arch,
-            'depth': depth, 'scale': arch['upscale'], 'receptive_field': receptive_field(depth),
+            'depth': depth, 'unit': 'block', 'scale': arch['upscale'], 'receptive_field': receptive_field(depth),
             'params': sum(v.numel() for v in student_state_dict(state, depth).values()),
             'stored_dtype': '/'.join(dtypes)}
     return net, info

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from sd_plugin.checkpoint import load_checkpoint, params
 from sd_plugin.errors import ConfigError
 from sd_plugin.names import plain_name
+from sd_plugin.registries import lookup, registry_name
 from sd_plugin.text import did_you_mean
 
 MISPLACED = {'distill_opt': 'train.self_distill.distill_opt',
@@ -31,9 +32,10 @@ MISPLACED = {'distill_opt': 'train.self_distill.distill_opt',
 
 def registered(registry, key, name, where='BasicSR or sd_plugin'):
     """Raise ConfigError unless ``name`` is registered in ``registry`` (a BasicSR Registry, or a tuple of the names
-    ``where`` accepts); ``key`` names the YAML key."""
+    ``where`` accepts); ``key`` names the YAML key. A Registry also takes BasicSR's suffixed names
+    (``SRVGGNetCompact`` for ``SRVGGNetCompact_basicsr``: ``sd_plugin.registries``)."""
     names = list(registry) if isinstance(registry, tuple) else [registered_name for registered_name, _ in registry]
-    if name not in names:
+    if name not in names and (isinstance(registry, tuple) or registry_name(registry, name) is None):
         hint = did_you_mean(name, names)
         if isinstance(registry, tuple) and not hint:
             hint = f'; {where} accepts: {", ".join(names)}'
@@ -81,7 +83,7 @@ NETWORK_SHAPES = {}  # repr(network_g options) -> {parameter name: meta tensor o
 def build_network(network_opt):
     """The network of ``network_opt`` (checks its arguments), with unknown arguments reported by name."""
     network_opt = dict(network_opt)
-    cls = ARCH_REGISTRY.get(network_opt.pop('type'))
+    cls = lookup(ARCH_REGISTRY, network_opt.pop('type'))
     known = inspect.signature(cls.__init__).parameters
     for key in network_opt:
         if key not in known:
@@ -92,7 +94,7 @@ def build_network(network_opt):
 TOP_LEVEL_KEYS = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'network_d',
                   'path', 'train', 'val', 'logger', 'dist_params', 'find_unused_parameters', 'use_static_graph',
                   'cudnn_benchmark', 'is_train', 'dist', 'rank', 'world_size', 'auto_resume', 'root_path',
-                  'sd_plugin_notes')
+                  'sd_plugin_notes', 'custom_imports')
 
 # (key path, kind) of every option the plugin's models and BasicSR's training loop read as a number or a switch.
 # Kinds: 'count' a whole number >= 1; 'index' a whole number >= 0; 'int' any whole number; 'positive' a number > 0;

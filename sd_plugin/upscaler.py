@@ -137,7 +137,7 @@ def report_route(plans, lr_path, route_map=None, log=print):
     """Print the share a routed image spent (and the budget's note), and draw its route map over the LR image
     ``lr_path`` when ``route_map`` names a PNG. ``plans``: the image's new ``RoutedNetwork.plans`` (the first is
     its colour channels'; none when it failed)."""
-    from sd_plugin.evaluation.protocol import read_image
+    from sd_plugin.imageio import read_rgb
     from sd_plugin.routing.route_map import save_route_map
     if not plans:
         return
@@ -146,5 +146,5 @@ def report_route(plans, lr_path, route_map=None, log=print):
     if plan.note:
         log(f'{lr_path}: {plan.note}')
     if route_map:
-        save_route_map(plan, route_map, read_image(lr_path))
+        save_route_map(plan, route_map, read_rgb(lr_path))
         log(f'wrote {route_map}')

@@ -65,7 +65,7 @@ def load_wrapped(path, key, state, options, exit=None):
     info = {'path': path, 'param_key': key, 'kind': 'multi-exit' if net.exits else arch_opt['type'],
             'arch': {'type': 'MultiExitSR', 'arch': arch_opt, 'exits': net.exits, 'num_block': net.num_block,
                      'num_feat': arch_opt.get('num_feat', arch_opt.get('embed_dim')), 'upscale': net.upscale},
-            'depth': depth, 'scale': net.upscale, 'receptive_field': tile_padding(net, depth),
+            'depth': depth, 'unit': net.adapter.unit, 'scale': net.upscale, 'receptive_field': tile_padding(net, depth),
             'exact_tiles': net.adapter.receptive_field(net.stock, depth) is not None,
             'params': sum(v.numel() for v in net.student(depth)[1].values()), 'stored_dtype': '/'.join(dtypes)}
     return net, info

@@ -60,3 +60,29 @@ def test_one_trunk_pass_for_all_exits_and_only_k_blocks_for_a_deployed_exit():
 def test_bad_arch_options_name_the_key(kwargs, key):
     with pytest.raises(ConfigError, match=key.replace('.', r'\.')):
         SRResNetMultiExit(**{'num_feat': 8, 'num_block': 8, **kwargs})
+
+
+def test_it_is_the_msrresnet_case_of_multiexitsr_and_old_checkpoints_still_load(tmp_path):
+    """One implementation (issue 24): SRResNetMultiExit is MultiExitSR with the MSRResNet adapter. A checkpoint the
+    previous, separate implementation wrote (tests/data, made at commit cf859d8) loads strictly and gives the
+    outputs it gave; new checkpoints keep that layout (no saved wrapper options) and export as before."""
+    from helpers import ROOT
+
+    from sd_plugin.archs import MultiExitSR
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.export import export
+    old = torch.load(f'{ROOT}/tests/data/srresnet_multiexit_cf859d8.pt')
+    net = SRResNetMultiExit(num_feat=4, num_block=3, upscale=2, exits=[1]).eval()
+    assert isinstance(net, MultiExitSR) and net.adapter is get_adapter('MSRResNet')
+    net.load_state_dict(old['params'], strict=True)
+    with torch.no_grad():
+        outputs = net(old['x'], all_exits=True)
+    assert list(outputs) == [1, 3] and all(torch.equal(outputs[d], old['outputs'][d]) for d in (1, 3))
+    assert list(net.state_dict()) == list(old['params'])
+    torch.save({'params': net.state_dict()}, tmp_path / 'multi.pth')
+    arch = export(str(tmp_path / 'multi.pth'), 1, str(tmp_path / 'student.pth'))
+    assert arch == dict(type='MSRResNet', num_in_ch=3, num_out_ch=3, num_feat=4, num_block=1, upscale=2)
+    student = MSRResNet(**{k: v for k, v in arch.items() if k != 'type'}).eval()
+    student.load_state_dict(torch.load(tmp_path / 'student.pth')['params'], strict=True)
+    with torch.no_grad():
+        assert torch.equal(student(old['x']), old['outputs'][1])

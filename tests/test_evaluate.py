@@ -13,8 +13,8 @@ from basicsr.utils import bgr2ycbcr
 from helpers import SHARED_DATA, smooth_image
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
+from sd_plugin.complexity import count_macs, cpu_latency
 from sd_plugin.data.bicubic import imresize
-from sd_plugin.evaluation.complexity import count_macs, cpu_latency
 from sd_plugin.evaluation.protocol import Subject, evaluate, measure, rgb2grey, rgb2y
 from sd_plugin.evaluation.report import markdown_table
 from sd_plugin.export import export

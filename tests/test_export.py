@@ -50,5 +50,6 @@ def test_missing_param_key_and_missing_exit_are_one_line_errors(checkpoint, tmp_
     proc = run_cli(['sd-export', str(path), '--exit', '3', '--out', str(tmp_path / 'b.pth')], cwd=tmp_path,
                    check=False)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == 'sd-export: error: --exit 3: the checkpoint has exits [2, 4] and teacher depth 6'
+    assert proc.stderr.strip() == ('sd-export: error: --exit 3: the checkpoint has exits [2, 4] and teacher depth 6 '
+                                   '(blocks of MSRResNet)')
     assert not (tmp_path / 'b.pth').exists()

@@ -27,7 +27,7 @@ def checkpoints(name, tmp_path):
     return str(multi), str(student), net
 
 
-@pytest.mark.parametrize('name', ['EDSR', 'RCAN', 'RRDBNet', 'SwinIR'])
+@pytest.mark.parametrize('name', ['EDSR', 'RCAN', 'RRDBNet', 'SwinIR', 'SRVGGNetCompact'])
 def test_load_sr_network_runs_every_output_of_a_wrapped_checkpoint_and_its_student(name, tmp_path):
     multi, student, net = checkpoints(name, tmp_path)
     x = torch.rand(1, 3, 8, 12)
@@ -45,7 +45,7 @@ def test_load_sr_network_runs_every_output_of_a_wrapped_checkpoint_and_its_stude
         load_sr_network(student, exit=3)
 
 
-@pytest.mark.parametrize('name', ['EDSR', 'RRDBNet'])
+@pytest.mark.parametrize('name', ['EDSR', 'RRDBNet', 'SRVGGNetCompact'])
 def test_tiling_is_exact_for_archs_with_a_receptive_field(name, tmp_path):
     multi, _, _ = checkpoints(name, tmp_path)
     net, info = load_sr_network(multi, exit=2)

@@ -1,5 +1,5 @@
-"""MultiExitSR: any stock BasicSR arch (EDSR, RCAN, RRDBNet, SwinIR, MSRResNet, or a user's own with an adapter) with
-extra exits inside its trunk, each a fresh copy of the arch's own tail.
+"""MultiExitSR: any stock BasicSR arch (EDSR, RCAN, RRDBNet, SRVGGNetCompact, SwinIR, MSRResNet, or a user's own with
+an adapter) with extra exits inside its trunk, each a fresh copy of the arch's own tail.
 
     network_g:
       type: MultiExitSR
@@ -7,35 +7,83 @@ extra exits inside its trunk, each a fresh copy of the arch's own tail.
       exits: [4, 8]          # depths in the arch's unit (docs/archs.md)
 
 The stock network's parameters are this module's own, under the stock names: with ``exits: []`` the state dict is
-exactly the stock arch's, and it loads strictly both ways. Exit k's head is ``exit_heads.<k>.<tail name>``; with
-``exit_heads.<k>.`` removed from those names, the stem, units 1..k and head k are the state dict of the stock arch
-at depth k (``adapter.stock_options(arch, k)``). A state dict with exits also carries ``multi_exit_options``, the
+exactly the stock arch's, and it loads strictly both ways. Exit k's head is ``exit_heads.<k>.<tail name>``; the
+adapter's ``student_key`` renames the stem, units 1..k and head k to the state dict of the stock arch at depth k
+(``adapter.stock_options(arch, k)``; ``student_keys``). A state dict with exits also carries ``multi_exit_options``, the
 wrapper's options as JSON bytes (a uint8 tensor), so that a checkpoint alone rebuilds its network
 (``options_from_state_dict``).
 """
 import inspect
 import json
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sd_plugin.archs.adapters import get_adapter
-from sd_plugin.archs.srresnet_multiexit_arch import check_exits, gradient_scales, scale_gradient
 from sd_plugin.errors import ConfigError
+from sd_plugin.registries import lookup, registry_name
 from sd_plugin.text import did_you_mean
 
 OPTIONS_KEY = 'multi_exit_options'
 
 
+def scale_gradient(x, scale):
+    """``x`` unchanged in the forward pass; in the backward pass its gradient is multiplied by ``scale``."""
+    return x if scale == 1 else x * scale + x.detach() * (1 - scale)
+
+
+def gradient_scales(depths, exits, trunk_grad_scale=1.0, equilibrium=False):
+    """Where the backward pass rescales the trunk's gradient, for a pass that outputs ``depths`` (sorted).
+
+    Args:
+        depths (list[int]): the output depths this pass runs, increasing (the deepest ends the trunk).
+        exits (list[int]): every exit depth of the network.
+        trunk_grad_scale (float): at each exit, the share of the deeper outputs' gradient passed back into the units
+            before it (``train.self_distill.trunk_grad_scale``).
+        equilibrium (bool): gradient equilibrium (Li et al., ICCV 2019): with n outputs run, the gradient entering
+            the trunk from head i (0-based) is scaled by 1/(n-i) and the deeper outputs' by (n-i-1)/(n-i) at exit
+            i, so the units of stage s (between output s-1 and output s) receive the MEAN of the gradients of the
+            n-s outputs that depend on them instead of their sum. Replaces ``trunk_grad_scale``.
+    Returns:
+        tuple[dict, dict]: ({depth: scale on the gradient from that head into the trunk},
+        {exit depth: scale on the gradient from the deeper outputs at that exit}); a depth not listed is 1.
+    """
+    if equilibrium:
+        n = len(depths)
+        return ({d: 1 / (n - i) for i, d in enumerate(depths)},
+                {d: (n - i - 1) / (n - i) for i, d in enumerate(depths[:-1])})
+    return {}, {k: trunk_grad_scale for k in exits}
+
+
+def check_exits(exits, deploy_exit, depth, depth_text):
+    """The exits as a list, after checking them and ``deploy_exit`` against the teacher ``depth`` (in the arch's
+    unit); a one-line ConfigError otherwise. ``depth_text`` says what the depth is, e.g. 'num_block=16' or
+    'EDSR has 16 blocks'."""
+    if not isinstance(exits, (list, tuple)) and exits is not None:
+        raise ConfigError(f'network_g.exits={exits!r}: must be a list of depths, e.g. [4, 8]')
+    exits = list(exits or [])
+    for k in exits:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth:
+            raise ConfigError(f'network_g.exits={exits}: exit {k!r} must be an integer in [1, {depth - 1}] '
+                              f'({depth_text})')
+    if exits != sorted(set(exits)):
+        raise ConfigError(f'network_g.exits={exits}: must be strictly increasing, without duplicates')
+    if deploy_exit not in (None, depth, *exits):
+        raise ConfigError(f'network_g.deploy_exit={deploy_exit!r}: must be one of exits {exits} or the teacher '
+                          f'depth {depth}')
+    return exits
+
+
 def build_stock(arch_opt):
     """The stock network of ``arch_opt`` (a network_g dict with ``type``), built from BasicSR's ARCH_REGISTRY; an
     argument the arch does not name is a ConfigError (SwinIR's ``**kwargs`` would swallow a misspelling)."""
-    if arch_opt['type'] not in ARCH_REGISTRY:
+    if registry_name(ARCH_REGISTRY, arch_opt['type']) is None:
         raise ConfigError(f'network_g.arch.type={arch_opt["type"]!r}: not registered in BasicSR\'s ARCH_REGISTRY '
-                          '(import the module that registers it before the options are parsed)')
-    cls = ARCH_REGISTRY.get(arch_opt['type'])
+                          '(import the module that registers it: --import MODULE, or custom_imports in the YAML)')
+    cls = lookup(ARCH_REGISTRY, arch_opt['type'])
     params = inspect.signature(cls.__init__).parameters
     known = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != 'self']
     for key in arch_opt:
@@ -56,9 +104,9 @@ def resolve_arch(arch):
     if not isinstance(arch, dict) or 'type' not in arch:
         raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
     adapter = get_adapter(arch['type'])
-    if arch['type'] not in ARCH_REGISTRY:
+    if registry_name(ARCH_REGISTRY, arch['type']) is None:
         build_stock(arch)  # the one-line error
-    return adapter, adapter.resolve(ARCH_REGISTRY.get(arch['type']), dict(arch))
+    return adapter, adapter.resolve(lookup(ARCH_REGISTRY, arch['type']), dict(arch))
 
 
 def output_depths(network_opt):
@@ -79,6 +127,17 @@ def student_network_opt(network_opt, depth):
         return adapter.stock_options(arch, depth)
     keys = {'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 64, 'upscale': 4}
     return {'type': 'MSRResNet', **{k: network_opt.get(k, v) for k, v in keys.items()}, 'num_block': depth}
+
+
+def student_keys(adapter, state_dict, depth, teacher):
+    """{stock name at ``depth``: its name in ``state_dict``} of a MultiExitSR state dict whose teacher has
+    ``teacher`` units: ``adapter.student_key`` of every key (the saved options left out)."""
+    keys = OrderedDict()
+    for key in state_dict:
+        name = None if key == OPTIONS_KEY else adapter.student_key(key, depth, teacher)
+        if name is not None:
+            keys[name] = key
+    return keys
 
 
 def encode_options(options):
@@ -152,6 +211,7 @@ class MultiExitSR(nn.Module):
         self.adapter, self.arch_opt, self.exits = adapter, arch_opt, exits
         self.num_block, self.deploy_exit = depth, deploy_exit or depth
         self.upscale = adapter.scale(stock)
+        self.num_in_ch = adapter.in_channels(arch_opt)
         self.exit_heads = nn.ModuleDict({str(k): self.make_exit_head(k) for k in exits})
         self.encoded_options = encode_options({'arch': arch_opt, 'exits': exits})
         self.register_state_dict_post_hook(_add_options)
@@ -161,8 +221,8 @@ class MultiExitSR(nn.Module):
         """A module holding the tail of a freshly built stock arch at ``depth``: the arch's own initialisation."""
         donor = build_stock(self.adapter.stock_options(self.arch_opt, depth))
         head = nn.Module()
-        for name in self.adapter.tail_modules(donor):
-            head.add_module(name, getattr(donor, name))
+        for name, module in self.adapter.tail_modules(donor).items():
+            head.add_module(name, module)
         return head
 
     def train(self, mode=True):
@@ -176,8 +236,11 @@ class MultiExitSR(nn.Module):
         return [*self.exits, self.num_block]
 
     def head(self, depth):
-        """Where the tail's layers of output ``depth`` are: an exit head, or the stock network for the teacher."""
-        return self.stock if depth == self.num_block else self.exit_heads[str(depth)]
+        """Where the tail's layers of output ``depth`` are: an exit head, or for the teacher an object whose
+        attributes are the stock network's own tail modules (``adapter.tail_modules``)."""
+        if depth == self.num_block:
+            return SimpleNamespace(**self.adapter.tail_modules(self.stock))
+        return self.exit_heads[str(depth)]
 
     def forward_exits(self, x, depths=None, trunk_grad_scale=1.0, features=False, grad_equilibrium=False):
         """One pass through the trunk, stopping at the deepest requested depth.
@@ -225,8 +288,7 @@ class MultiExitSR(nn.Module):
 
     def student(self, depth):
         """(stock network_g, state dict) of output ``depth`` as the stock arch: stem, units 1..depth, head depth
-        under the tail's stock names (``sd_plugin.export.student_state_dict`` on this state dict)."""
-        from sd_plugin.export import student_state_dict
-        network_opt = {'type': 'MultiExitSR', 'arch': self.arch_opt, 'exits': self.exits}
-        return self.adapter.stock_options(self.arch_opt, depth), student_state_dict(self.state_dict(), depth,
-                                                                                    network_opt)
+        under the tail's stock names (``student_keys``)."""
+        state = self.state_dict()
+        keys = student_keys(self.adapter, state, depth, self.num_block)
+        return self.adapter.stock_options(self.arch_opt, depth), OrderedDict((n, state[k]) for n, k in keys.items())

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from sd_plugin.errors import ConfigError
+
 
 def cubic(x):
     """Keys' cubic convolution kernel with a = -0.5, evaluated element-wise on an array of distances."""
@@ -53,3 +55,12 @@ def imresize(img, scale):
     cols = resize_matrix(img.shape[1], scale)
     out = to_uint8(np.moveaxis(np.tensordot(cols, out.astype(np.float64), axes=(1, 1)), 0, 1))
     return out
+
+
+def derive_lr(hr, scale):
+    """(HR cropped to a multiple of ``scale``, its MATLAB-bicubic LR): what ``sd-prepare`` makes of an HR image."""
+    height, width = hr.shape[:2]
+    if min(height, width) < scale:
+        raise ConfigError(f'an HR image of {width}x{height} is smaller than the scale {scale}')
+    hr = hr[:height - height % scale, :width - width % scale]
+    return hr, imresize(hr, 1 / scale)

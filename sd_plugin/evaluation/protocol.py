@@ -30,11 +30,12 @@ from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim
 from basicsr.utils import tensor2img
 from tqdm import tqdm
 
+from sd_plugin.complexity import count_macs, cpu_latency
 from sd_plugin.data.bicubic import imresize, to_uint8
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluation.complexity import count_macs, cpu_latency
 from sd_plugin.export import student_state_dict
-from sd_plugin.imageio import is_image_file, read_uint8
+from sd_plugin.imageio import is_image_file
+from sd_plugin.imageio import read_rgb as read_image  # noqa: F401  (imported from here too)
 from sd_plugin.inference import load_sr_network, run_network
 
 MODES = ('y', 'rgb', 'basicsr-y')
@@ -93,12 +94,6 @@ def measure(sr, gt, crop_border, mode='y'):
 
 
 # ----------------------------------------------------------------------------------------------- data
-
-
-def read_image(path):
-    """uint8 (H, W) grey or (H, W, 3) RGB image (alpha dropped); ConfigError naming an unreadable file."""
-    img = read_uint8(path)
-    return np.ascontiguousarray(img[..., ::-1]) if img.ndim == 3 else img
 
 
 def benchmark_folders(data, name, scale):

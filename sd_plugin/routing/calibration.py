@@ -236,14 +236,14 @@ def image_files(folders):
 
 def collect_samples(stages, paths, tile, progress=None):
     """``image_samples`` of each HR image file in ``paths``, on its MATLAB-bicubic LR (``sd-prepare``'s, by
-    ``sd_plugin.compare.derive_lr``); ``progress()`` after each image."""
-    from sd_plugin.compare import derive_lr
-    from sd_plugin.evaluation.protocol import read_image
+    ``sd_plugin.data.bicubic.derive_lr``); ``progress()`` after each image."""
+    from sd_plugin.data.bicubic import derive_lr
+    from sd_plugin.imageio import read_rgb
     from sd_plugin.inference import tile_grid
 
     samples = []
     for path in paths:
-        hr, lr = derive_lr(read_image(path), stages.scale)
+        hr, lr = derive_lr(read_rgb(path), stages.scale)
         samples.append(image_samples(stages, lr, hr, tile_grid(lr.shape[0], lr.shape[1], tile)))
         if progress:
             progress()

@@ -20,7 +20,7 @@ class RoutePlan:
     ``depths`` (the network's outputs), ``spent`` (the share of the teacher's MACs on this image that the tiles'
     outputs cost), ``executed`` (the share actually run: ``spent`` plus the context deep tiles read around them and
     the heads' halos; what the budget caps), ``budget``, ``router``, ``note`` (a line when the budget could not be
-    met as asked) and ``counts`` {depth: tiles}."""
+    met as asked), ``counts`` {depth: tiles} and ``unit``, what a depth counts (the arch adapter's word)."""
     grid: list
     route: list
     depths: list
@@ -30,6 +30,7 @@ class RoutePlan:
     router: str
     note: str = None
     counts: dict = field(default_factory=dict)
+    unit: str = 'block'
 
 
 def fit_route(stages, gains, grid, budget, height, width, retries=3):
@@ -123,4 +124,4 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
-    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts)
+    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts, stages.unit)

@@ -41,7 +41,7 @@ def save_route_map(plan, path, lr=None, title=None):
     ax.set_ylim(height, 0)
     ax.set_xticks([])
     ax.set_yticks([])
-    labels = [f'{output_name(d, plan.depths)}{f" ({d} blocks)" if d else ""}: {plan.counts.get(d, 0)} tiles'
+    labels = [f'{output_name(d, plan.depths)}{f" ({d} {plan.unit}s)" if d else ""}: {plan.counts.get(d, 0)} tiles'
               for d in plan.depths]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels)], loc='upper left',
               bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)

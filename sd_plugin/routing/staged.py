@@ -3,7 +3,8 @@
 The interface (one adapter per architecture family; ``staged(net)`` picks it):
 
 * ``depths``: every output depth, cheapest first, the teacher last; ``scale``: the upscaling factor;
-* ``prepare(x)``: the (1, 3, H, W) LR input as the routed run takes it (SwinIR: padded to whole windows; else x);
+* ``prepare(x)``: the (1, 3, H, W) LR input as the routed run takes it (padded to whole windows where the adapter's
+  ``tile_multiple`` is above 1, as SwinIR's; else x);
   ``tile_multiple``: tiles start at multiples of it (SwinIR: its window); ``exact``: whether a tile equals its output
   on the whole image (False for archs without a finite receptive field: RCAN, SwinIR; see ``StagedMultiExit``), and
   ``note``: one line saying so (None when exact);
@@ -33,8 +34,8 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit, upsample
+from sd_plugin.complexity import count_macs
 from sd_plugin.errors import ConfigError
-from sd_plugin.evaluation.complexity import count_macs
 
 PROBE = (16, 16)  # LR size on which MACs are counted (convolution MACs are proportional to the pixels)
 
@@ -47,6 +48,7 @@ class Staged:
     exact = True
     note = None
     tile_multiple = 1
+    unit = 'block'  # what a depth counts (StagedMultiExit: its adapter's word)
 
     def __init__(self, net):
         self.net = net
@@ -59,7 +61,7 @@ class Staged:
         return self.depths[0]
 
     def prepare(self, x):
-        """The (1, 3, H, W) LR input as the routed run takes it (``StagedSwinIR``: padded to whole windows)."""
+        """The (1, 3, H, W) LR input as the routed run takes it (``StagedMultiExit``: padded to whole windows)."""
         return x
 
     def macs_per_pixel(self, depth):
@@ -147,23 +149,27 @@ def trim(t, cut):
 
 
 class StagedMultiExit(Staged):
-    """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``) through its arch adapter (``stem``,
-    ``run_block``, ``tail``, ``receptive_field``), for archs whose trunk keeps the LR resolution.
+    """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``) through its arch adapter's hooks
+    (``stem``, ``blocks``, ``block_extras``, ``run_block``, ``tail``, ``receptive_field``, ``tile_multiple``,
+    ``tokens``), for archs whose trunk keeps the LR resolution. Staged features are (N, C, h, w) maps; an adapter
+    whose features are tokens (``tokens``: SwinIR) gets them back as (N, h*w, C) tokens of the crop, row by row, so
+    a map crop is the tokens of that region. Each unit gets ``block_extras`` of the crop it runs on.
 
-    With a finite receptive field (MSRResNet, EDSR, RRDBNet at x4) tiles are exact: ``block_halo`` is the field's
-    growth per unit, ``head_halo`` the whole field at depth 0 (the stem's own pixel included: a safe margin). An arch
-    without one (RCAN: channel attention pools the whole image; SwinIR: ``StagedSwinIR``) has ``exact = False``:
-    a deep crop reads ``wrapped_network.tile_padding`` LR pixels of context (``head_halo``; ``block_halo`` 0), the
-    approximation ``--tile`` makes for it. The trunk up to the first exit still runs once on the whole image, and
-    tiles routed alike merge into one crop, so the teacher everywhere (or any output everywhere) is one whole-image
-    pass, exactly. A head crop recomputes the stem's ``extras`` (e.g. EDSR's global residual) from its LR crop, and
-    trims its margins at the end."""
+    With a finite receptive field (MSRResNet, EDSR, RRDBNet at x4, SRVGGNetCompact) tiles are exact: ``block_halo``
+    is the field's growth per unit, ``head_halo`` the whole field at depth 0 (the stem's own pixel included: a safe
+    margin). An arch without one (RCAN: channel attention pools the whole image; SwinIR: windows) has ``exact =
+    False``: a deep crop reads ``wrapped_network.tile_padding`` LR pixels of context (``head_halo``; ``block_halo``
+    0), the approximation ``--tile`` makes for it. The input is padded to a multiple of ``tile_multiple`` first
+    (reflect, as SwinIR pads it), so tiles and context are whole windows. The trunk up to the first exit still runs
+    once on the whole image, and tiles routed alike merge into one crop, so the teacher everywhere (or any output
+    everywhere) is one whole-image pass, exactly. A head crop recomputes the stem's ``extras`` (e.g. EDSR's global
+    residual) from its LR crop, and trims its margins at the end."""
 
     def __init__(self, net):
         from sd_plugin.wrapped_network import tile_multiple, tile_padding
         adapter, stock = net.adapter, net.stock
         super().__init__(net)
-        self.adapter, self.stock = adapter, stock
+        self.adapter, self.stock, self.unit = adapter, stock, adapter.unit
         self.tile_multiple = tile_multiple(net)
         fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
         if None in fields:
@@ -176,62 +182,49 @@ class StagedMultiExit(Staged):
         else:
             self.block_halo, self.head_halo = fields[1] - fields[0], fields[0]
         side = max(8, self.tile_multiple)
-        probe = torch.zeros(1, stock.conv_first.in_channels, side, side)
-        if self.stem(probe).shape[-2:] != probe.shape[-2:]:
-            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk does not keep the LR resolution, so it '
-                              'cannot be cut into LR tiles')
+        probe = torch.zeros(1, net.num_in_ch, side, side)
+        feat = adapter.stem(stock, probe)[0]
+        kept = feat.shape[1] == side * side if adapter.tokens else feat.shape[-2:] == probe.shape[-2:]
+        if not kept:
+            what = 'tokens are not one per LR pixel' if adapter.tokens else 'trunk does not keep the LR resolution'
+            raise ConfigError(f'--budget: a {net.arch_opt["type"]} {what} (features {tuple(feat.shape)} for a '
+                              f'{side}x{side} input), so it cannot be cut into LR tiles')
         meta = copy.deepcopy(net).to('meta')
         with FlopCounterMode(display=False) as counter:
             meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))
         self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
-
-    def stem(self, x):
-        return self.adapter.stem(self.stock, x)[0]
-
-    def advance(self, feat, from_depth, to_depth):
-        for block in self.adapter.blocks(self.stock)[from_depth:to_depth]:
-            feat = self.adapter.run_block(self.stock, block, feat, {})
-        return feat
-
-    def head(self, feat, depth, x, margins=(0, 0, 0, 0)):
-        _, extras = self.adapter.stem(self.stock, x)
-        sr = self.adapter.tail(self.stock, self.net.head(depth), feat, extras)[0]
-        return trim(sr, [m * self.scale for m in margins])
-
-    def head_macs(self, depth, height, width, margins):
-        return height * width * (self.head_macs_per_pixel(depth) + self._stem)  # the stem's extras, recomputed
-
-
-class StagedSwinIR(StagedMultiExit):
-    """SwinIR's stages on (N, C, h, w) feature maps: its units (RSTB layers) run on tokens, which are the map's pixels
-    row by row (``PatchUnEmbed`` is a reshape), so a map crop is the tokens of that region. The input is padded to
-    whole windows first (reflect, as SwinIR pads it), and tiles and context are whole windows, so every crop's
-    windows lie on the whole image's window grid."""
 
     def prepare(self, x):
         multiple = self.tile_multiple
         pad_h, pad_w = -x.shape[2] % multiple, -x.shape[3] % multiple
         return F.pad(x, (0, pad_w, 0, pad_h), 'reflect') if pad_h or pad_w else x
 
-    @staticmethod
-    def to_map(tokens, size):
-        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *size)
+    def to_map(self, feat, size):
+        """The adapter's features of an (h, w) = ``size`` region as an (N, C, h, w) map."""
+        return feat.transpose(1, 2).reshape(feat.shape[0], feat.shape[2], *size) if self.adapter.tokens else feat
+
+    def from_map(self, fmap):
+        """An (N, C, h, w) map as the adapter's features (tokens: (N, h*w, C), row by row)."""
+        return fmap.flatten(2).transpose(1, 2) if self.adapter.tokens else fmap
 
     def stem(self, x):
-        tokens, extras = self.adapter.stem(self.stock, x)
-        return self.to_map(tokens, extras['x_size'])
+        return self.to_map(self.adapter.stem(self.stock, x)[0], x.shape[-2:])
 
     def advance(self, feat, from_depth, to_depth):
         size = tuple(feat.shape[-2:])
-        tokens = feat.flatten(2).transpose(1, 2)
+        extras = self.adapter.block_extras(self.stock, size)
+        out = self.from_map(feat)
         for block in self.adapter.blocks(self.stock)[from_depth:to_depth]:
-            tokens = block(tokens, size)
-        return self.to_map(tokens, size)
+            out = self.adapter.run_block(self.stock, block, out, extras)
+        return self.to_map(out, size)
 
     def head(self, feat, depth, x, margins=(0, 0, 0, 0)):
         _, extras = self.adapter.stem(self.stock, x)
-        sr = self.adapter.tail(self.stock, self.net.head(depth), feat.flatten(2).transpose(1, 2), extras)[0]
+        sr = self.adapter.tail(self.stock, self.net.head(depth), self.from_map(feat), extras)[0]
         return trim(sr, [m * self.scale for m in margins])
+
+    def head_macs(self, depth, height, width, margins):
+        return height * width * (self.head_macs_per_pixel(depth) + self._stem)  # the stem's extras, recomputed
 
 
 def staged(net):
@@ -241,7 +234,6 @@ def staged(net):
     if isinstance(net, SRResNetMultiExit):
         return StagedSRResNet(net)
     if hasattr(net, 'adapter') and hasattr(net, 'stock'):
-        from sd_plugin.archs.adapters.swinir import SwinIRAdapter
-        return StagedSwinIR(net) if isinstance(net.adapter, SwinIRAdapter) else StagedMultiExit(net)
+        return StagedMultiExit(net)
     raise ConfigError(f'--budget: no staged adapter for {type(net).__name__} (routing supports SRResNetMultiExit and '
                       'MultiExitSR)')

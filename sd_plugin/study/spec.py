@@ -6,6 +6,9 @@ training option dict for ``SelfDistillSRModel``). Each arm is ``base`` with its 
 ``label`` and ``seeds`` belong to the study, not to BasicSR. An optional ``schedule`` (a list of {arms, seeds}) sets
 the order the runs train in; every (arm, seed) it names must also be in that arm's seeds.
 
+An optional ``custom_imports`` (as in BasicSR options; also under ``base``) names modules to import first (a
+user's arch and adapter); every run's options carry them (``study_imports``).
+
 An optional ``family_arm`` (an arm with exits) pairs every exit with its twin trained alone: an arm whose network
 has one output, at a depth that is an output of the family arm, starts from the family arm's initial weights at that
 depth (stem, units 1..d and head d), so each exit and its twin start equal (``paired_init``'s ``family_opt``).
@@ -58,6 +61,7 @@ def load_spec(path, **overrides):
         raise ConfigError(f'arms={spec["arms"]!r}: must be a mapping of arm name to overrides')
     if not isinstance(spec['base'], dict):
         raise ConfigError(f'base={spec["base"]!r}: must be a mapping (a BasicSR training options file)')
+    spec['custom_imports'] = study_imports(spec, overrides.pop('imports', None) or [])
     for key, value in overrides.items():
         if value is not None and key != 'arms':
             spec[key] = value
@@ -104,6 +108,18 @@ def load_spec(path, **overrides):
     if not has_student(spec, spec['baseline']):
         raise ConfigError(f'baseline={spec["baseline"]!r}: has no output at student_depth={spec["student_depth"]}')
     return spec
+
+
+def study_imports(spec, names):
+    """The modules every run imports (the study file's ``custom_imports``, ``base.custom_imports``, then ``names``:
+    sd-study's ``--import``), imported here first, so that the arms' checks know the user's archs."""
+    from sd_plugin.imports import KEY, import_modules, yaml_imports
+    modules = []
+    for where, group in ((KEY, yaml_imports(spec)), (f'base.{KEY}', yaml_imports(spec['base'], f'base.{KEY}')),
+                         ('--import', names)):
+        import_modules(group, where)
+        modules += [name for name in group if name not in modules]
+    return modules
 
 
 def check_arm_options(spec):
@@ -177,6 +193,8 @@ def run_options(spec, arm, seed, init_path):
                 dataset[key] = osp.abspath(dataset[key])
     if not opt['network_g'].get('exits'):
         opt['train'].pop('self_distill', None)
+    if spec.get('custom_imports'):
+        opt['custom_imports'] = list(spec['custom_imports'])  # the run's sd-train imports them too
     return opt
 
 
@@ -193,6 +211,7 @@ def paired_init(network_opt, student_depth, seed, family_opt=None):
     """
     from sd_plugin.archs.adapters import get_adapter
     from sd_plugin.archs.multi_exit_arch import build_stock, student_network_opt
+    from sd_plugin.archs.multi_exit_arch import student_keys as shared_keys
     from sd_plugin.export import student_keys
     from sd_plugin.preflight import build_network
     network_opt = dict(network_opt)
@@ -214,8 +233,7 @@ def paired_init(network_opt, student_depth, seed, family_opt=None):
     elif student_depth in net.depths:
         shared = student_keys(state, student_depth)
     else:
-        tail = get_adapter(student_opt['type']).tail_names
-        shared = {k: k for k in student if k.split('.', 1)[0] not in tail}
+        shared = shared_keys(get_adapter(student_opt['type']), state, student_depth, net.depths[-1])
     for name, key in shared.items():
         state[key] = student[name].clone()
     return {'params': state}

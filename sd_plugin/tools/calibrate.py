@@ -21,6 +21,7 @@ from tqdm import tqdm
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import plan_outputs
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.inference import load_sr_network
 from sd_plugin.routing.calibration import calibrate, collect_samples, image_files, routing_path, save_calibration
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
@@ -52,7 +53,7 @@ def build_parser():
 
 @one_line_errors(PROG)
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_with_imports(build_parser(), argv)
     for key, value, low in (('--route-tile', args.route_tile, 1), ('--max-images', args.max_images, 0),
                             ('--bins', args.bins, 1), ('--hidden', args.hidden, 1), ('--steps', args.steps, 1)):
         if value < low:

@@ -32,6 +32,7 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import read_image
 from sd_plugin.files import plan_outputs
 from sd_plugin.imageio import check_writable, write_image
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.threads import apply_threads
 from sd_plugin.upscaler import Upscaler
 
@@ -62,7 +63,7 @@ def build_parser():
 
 @one_line_errors(PROG)
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_with_imports(build_parser(), argv)
     if args.zoom < 0:
         raise ConfigError(f'--zoom {args.zoom}: must be >= 0 (0: automatic)')
     if args.scale is not None and args.scale < 2:
@@ -107,7 +108,8 @@ def main(argv=None):
         check_crop(crop, hr)
     outputs = []
     for name, net, info in nets:
-        print(f'{PROG}: {name}: {info["path"]}, {info["depth"]} blocks, x{info["scale"]}', flush=True)
+        unit = info.get('unit', 'block')  # an ONNX file's info has none
+        print(f'{PROG}: {name}: {info["path"]}, {info["depth"]} {unit}s, x{info["scale"]}', flush=True)
         outputs.append((name, net.sr_rgb(lr)))
     grid, labels, _ = comparison_grid(hr, lr, outputs, crops, args.zoom)
     write_image(args.out, np.ascontiguousarray(grid[..., ::-1]))

@@ -14,6 +14,7 @@ from os import path as osp
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
+from sd_plugin.imports import parse_with_imports
 
 DROPINS = {
     osp.join('basicsr', 'archs', 'sd_plugin_arch.py'):
@@ -53,7 +54,7 @@ def main(argv=None):
                                      epilog='example: sd-basicsr-dropin ~/BasicSR && cd ~/BasicSR && '
                                      'PYTHONPATH=. python basicsr/train.py -opt /path/to/sd_plugin/options/sd_sr32.yml')
     parser.add_argument('basicsr_root', help='BasicSR source checkout (the folder that holds basicsr/)')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     for path in install(args.basicsr_root):
         print(f'wrote {path}')
     fix = missing_version_fix(args.basicsr_root)

@@ -71,6 +71,7 @@ from sd_plugin.evaluation.budget_report import write_budget
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
 from sd_plugin.files import atomic_write, plan_outputs
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
 from sd_plugin.routing.routers import ROUTERS
 from sd_plugin.threads import apply_threads, parse_threads  # noqa: F401  (parse_threads: imported from here)
@@ -135,7 +136,7 @@ def build_parser():
 
 @one_line_errors('sd-eval')
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_with_imports(build_parser(), argv)
     lr_size = parse_size(args.lr_size)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')

@@ -6,6 +6,7 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.export import export, export_onnx, export_safetensors
 from sd_plugin.files import plan_outputs
+from sd_plugin.imports import parse_with_imports
 
 
 @one_line_errors('sd-export')
@@ -26,7 +27,7 @@ def main(argv=None):
                         help='also write the student as .safetensors (params_ema when exported, else params), the '
                         'format chaiNNer / spandrel load; needs the safetensors package')
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx file')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     plan_outputs({'--out': args.out, '--onnx': args.onnx, '--safetensors': args.safetensors}, {'CKPT': args.ckpt},
                  args.overwrite)
     if args.onnx:
@@ -41,6 +42,9 @@ def main(argv=None):
         key = 'params_ema' if 'params_ema' in saved else 'params'
         export_safetensors(arch, saved[key], args.safetensors)
         print(f'wrote {args.safetensors} ({key}; metadata network_g)')
+        line = spandrel_line(arch, saved[key], args.safetensors)
+        if line:
+            print(line)
     if args.onnx:
         saved = load_checkpoint(args.out)
         key = 'params_ema' if 'params_ema' in saved else 'params'
@@ -48,6 +52,17 @@ def main(argv=None):
         check = ('onnxruntime not installed: not run' if diff is None else
                  f'onnxruntime vs PyTorch max abs diff {diff:.2e}')
         print(f'wrote {args.onnx} ({key}, dynamic batch/height/width): {check}')
+
+
+def spandrel_line(arch, state_dict, path):
+    """What spandrel does with the student written to ``path``: its own answer where it is installed, else the
+    documented one (``sd_plugin.spandrel_check``); None when neither knows."""
+    from sd_plugin.archs.adapters import get_adapter
+    from sd_plugin.archs.multi_exit_arch import build_stock
+    from sd_plugin.spandrel_check import check, prediction
+    student = build_stock(arch).eval()
+    student.load_state_dict(state_dict, strict=True)
+    return check(path, student, arch, get_adapter(arch['type']).in_channels(arch)) or prediction(arch)
 
 
 if __name__ == '__main__':

@@ -3,6 +3,7 @@ bicubic LR; folders or LMDBs; outputs written atomically, never over an input). 
 import argparse
 
 from sd_plugin.cli import one_line_errors
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.names import plain_name
 from sd_plugin.prepare import prepare_benchmark, prepare_div2k, prepare_folder
 
@@ -76,7 +77,7 @@ def build_parser():
 @one_line_errors('sd-prepare')
 def main(argv=None):
     """Run one sd-prepare subcommand (``argv``: its arguments, default sys.argv[1:]); print what it wrote."""
-    args = build_parser().parse_args(argv)
+    args = parse_with_imports(build_parser(), argv)
     args.run(args)
 
 

@@ -54,6 +54,7 @@ from sd_plugin.files import (
     written_by,
 )
 from sd_plugin.imageio import IMAGE_EXTENSIONS, read_image, write_image
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.prepare import prepare_benchmark, prepare_folder
 from sd_plugin.threads import apply_threads
 from sd_plugin.upscaler import Upscaler
@@ -258,7 +259,7 @@ def main(argv=None):
     parser.add_argument('--threads', default='auto', help='torch CPU threads, or auto (default): OMP_NUM_THREADS if '
                         'set, else the cores idle at the start, at least 1 (one thread per core is several times '
                         'slower on a machine busy with other work)')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     begin = time.time()
     threads = apply_threads(args.threads, prog='sd-quickstart')  # --threads N, else OMP_NUM_THREADS, else idle cores
     if args.iters < 1:

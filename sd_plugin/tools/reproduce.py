@@ -23,6 +23,7 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import plot
 from sd_plugin.files import shipped_options
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.text import markdown_table
 from sd_plugin.yamlio import load_yaml
 
@@ -188,7 +189,7 @@ def main(argv=None):
     parser.add_argument('--options', default=None, help='folder of option templates (default: the cpu/ options '
                         'shipped with sd_plugin)')
     parser.add_argument('--paper', default=None, help='JSON of the paper\'s values to print beside ours')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     paper = read_paper(args.paper) if args.paper else None
     reproduce(args.table, args.iters, args.data, args.out, args.options, paper)
     print(open(osp.join(osp.abspath(args.out), f'table{args.table}.md')).read())

@@ -8,6 +8,7 @@ import sys
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
+from sd_plugin.imports import parse_with_imports
 
 
 def parse_list(text, kind=str):
@@ -47,7 +48,7 @@ def main(argv=None):
     parser.add_argument('--report', default=None, metavar='DIR',
                         help='write study.json/md/png, the students (and family/ for a study with family_arm) here '
                         '(default: OUT)')
-    args = parser.parse_args(argv)
+    args = parse_with_imports(parser, argv)
     import sd_plugin  # noqa: F401  (registrations)
     from sd_plugin.study.report import write_report
     from sd_plugin.study.runner import run_study
@@ -55,7 +56,8 @@ def main(argv=None):
     if args.parallel < 1:
         raise ConfigError(f'--parallel {args.parallel}: must be >= 1')
     spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
-                     val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None)
+                     val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None,
+                     imports=args.imports)
     if args.report_only and not os.path.isdir(os.path.join(args.out, 'runs')):
         raise ConfigError(f'--report-only --out {args.out}: no study there (no {os.path.join(args.out, "runs")} '
                           'folder); nothing to report')

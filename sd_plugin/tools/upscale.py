@@ -39,6 +39,7 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError, WriteError
 from sd_plugin.files import plan_outputs, record_written, writable_folder, written_by
 from sd_plugin.imageio import IMAGE_EXTENSIONS, check_writable, is_image_file, read_image, write_image
+from sd_plugin.imports import parse_with_imports
 from sd_plugin.inference import (
     ALPHA_MODES,
     GREY_WEIGHTS,
@@ -193,13 +194,13 @@ def load_network(args, device):
     else:
         which = f'exit {info["depth"]} of a multi-exit checkpoint (teacher depth {arch["num_block"]})'
     return net.to(device), info, (f'{args.model} [{info["param_key"] or "state dict"}, {info["stored_dtype"]}] {which}'
-                                  f': num_feat={arch["num_feat"]}, {info["depth"]} blocks, x{info["scale"]}, '
+                                  f': num_feat={arch["num_feat"]}, {info["depth"]} {info["unit"]}s, x{info["scale"]}, '
                                   f'{info["params"] / 1e6:.3f} M params')
 
 
 @one_line_errors(PROG)
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_with_imports(build_parser(), argv)
     if args.tile < 0:
         raise ConfigError(f'--tile {args.tile}: must be >= 0 (0: no tiling)')
     if args.tile_pad is not None and args.tile_pad < 0:

@@ -17,6 +17,7 @@ class SwinIRAdapter(Adapter):
     depth_key = 'depths'
     depth_keys = ('depths', 'num_heads')
     block_attr = 'layers'
+    tokens = True
     tail_names = ('norm', 'conv_after_body', 'conv_before_upsample', 'upsample', 'conv_up1', 'conv_up2', 'conv_hr',
                   'conv_last', 'lrelu')
 
@@ -53,6 +54,9 @@ class SwinIRAdapter(Adapter):
         extras = {'input': x, 'first': first, 'x_size': x_size, 'out_size': (height * net.upscale,
                                                                              width * net.upscale)}
         return net.pos_drop(tokens), extras
+
+    def block_extras(self, net, size):
+        return {'x_size': tuple(size)}
 
     def run_block(self, net, block, feat, extras):
         return block(feat, extras['x_size'])
