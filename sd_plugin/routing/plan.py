@@ -20,7 +20,9 @@ class RoutePlan:
     ``depths`` (the network's outputs), ``spent`` (the share of the teacher's MACs on this image that the tiles'
     outputs cost), ``executed`` (the share actually run: ``spent`` plus the context deep tiles read around them and
     the heads' halos; what the budget caps), ``budget``, ``router``, ``note`` (a line when the budget could not be
-    met as asked) and ``counts`` {depth: tiles}."""
+    met as asked), ``counts`` {depth: tiles}, ``fixed`` (the output that ran on the whole image, when one output
+    ran everywhere; None: a mix ran) and ``versus`` (None, or the comparison ``route_image`` made: {'mix': the
+    routed mix's predicted gain, 'fixed': the best fitting fixed output's, 'depth': that output})."""
     grid: list
     route: list
     depths: list
@@ -30,6 +32,8 @@ class RoutePlan:
     router: str
     note: str = None
     counts: dict = field(default_factory=dict)
+    fixed: int = None
+    versus: dict = None
 
 
 def fit_route(stages, gains, grid, budget, height, width, retries=3):
@@ -53,7 +57,7 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
     if budget >= 1:
         return [stages.depths[-1]] * len(grid), 1.0, 1.0, None
     cheapest = result(np.zeros(len(grid), int))
-    if budget < costs[0] / costs[-1]:
+    if not needs_gains(stages, budget):
         return (*cheapest[:3], f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} of the '
                                'teacher): the cheapest output runs everywhere')
     fitting, target, sequence = [cheapest], budget, None
@@ -86,6 +90,30 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
     return max(fitting, key=lambda r: r[1])  # the most MACs on the tiles' own outputs
 
 
+def needs_gains(stages, budget):
+    """Whether routing under ``budget`` has a choice to make, so needs the router's gains (and an ``edge`` or
+    ``learned`` router its calibration): not at 1 (the teacher everywhere) nor below the cheapest output (it runs
+    everywhere)."""
+    return stages.macs_per_pixel(stages.depths[0]) / stages.macs_per_pixel(stages.depths[-1]) <= budget < 1
+
+
+def best_fixed(stages, gains, grid, budget, height, width):
+    """(depth, predicted gain, share of the teacher's MACs run) of the best fixed output that fits ``budget``: of
+    the outputs that, run on the whole image (exactly, without context), cost at most ``budget``, the one with the
+    most predicted gain (summed over the tiles: ``gains``' column; ties: the cheaper). The cheapest output is
+    always a candidate (``fit_route`` runs it when nothing fits)."""
+    teacher = stages.macs_per_pixel(stages.depths[-1]) * height * width
+    best = None
+    for i, depth in enumerate(stages.depths):
+        if i and stages.macs_per_pixel(depth) > budget * stages.macs_per_pixel(stages.depths[-1]):
+            break  # it cannot fit, nor can the deeper ones
+        share = planned_macs(stages, grid, [depth] * len(grid), height, width) / teacher
+        gain = float(gains[:, i].sum())
+        if (share <= budget or i == 0) and (best is None or gain > best[1]):
+            best = (depth, gain, share)
+    return best
+
+
 def check_route_tile(stages, tile):
     if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
         raise ConfigError(f'--route-tile {tile!r}: must be an integer >= 1')
@@ -116,11 +144,21 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     x = stages.prepare(x)  # SwinIR: padded to whole windows; the tiles cover the padded image, the output is cropped
     grid = tile_grid(x.shape[2], x.shape[3], tile)
     trunk = run_trunk(stages, x)
-    if budget >= 1:
-        gains = np.zeros((len(grid), len(stages.depths)))  # the teacher everywhere: nothing to predict
+    if not needs_gains(stages, budget):
+        gains = np.zeros((len(grid), len(stages.depths)))  # one output everywhere: nothing to predict
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
     route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
+    versus = None
+    if needs_gains(stages, budget) and router != 'random':  # random: a baseline of random tiles, kept as drawn
+        fixed = best_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3])
+        index = {d: i for i, d in enumerate(stages.depths)}
+        mix = float(gains[np.arange(len(grid)), [index[d] for d in route]].sum())
+        versus = {'mix': mix, 'fixed': fixed[1], 'depth': fixed[0]}
+        if fixed[1] >= mix:  # the mix predicts no more than one output everywhere: that output runs, exactly
+            route, executed = [fixed[0]] * len(grid), fixed[2]
+            spent = stages.macs_per_pixel(fixed[0]) / stages.macs_per_pixel(stages.depths[-1])
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
-    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts)
+    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts,
+                         route[0] if len(set(route)) == 1 else None, versus)
