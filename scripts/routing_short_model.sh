@@ -29,3 +29,6 @@ write_yaml(opt, osp.join(run_dir(out, 'sd32', 0), 'opt.yml'))
 PY
 cd "$OUT/runs/sd32_seed0"
 OMP_NUM_THREADS=1 "$BIN/sd-train" -opt opt.yml --auto_resume
+cd "$OLDPWD"
+cp "$OUT/runs/sd32_seed0/experiments/sd32_seed0/models/net_g_latest.pth" "$OUT/sd32_short.pth"
+echo "checkpoint: $OUT/sd32_short.pth ($ITERS iterations)"
