@@ -129,14 +129,14 @@ def describe_plan(plan):
 
 
 def what_ran(plan):
-    """'ran exit 8 everywhere (fixed) ...' or 'ran the routed mix ...', with the predicted gains compared."""
+    """'ran exit 8 everywhere (fixed, whole image)' or 'ran the routed mix', with the predicted gains compared."""
     ran = ('the routed mix' if plan.fixed is None else
            f'{output_name(plan.fixed, plan.depths)} everywhere (fixed, whole image)')
     if plan.versus is None:
         return f'ran {ran}'
-    best = output_name(plan.versus['depth'], plan.depths)
-    return (f'ran {ran}: predicted gain of the mix {plan.versus["mix"]:.4g}, of the best fixed output that fits '
-            f'({best} everywhere) {plan.versus["fixed"]:.4g}')
+    best, versus = output_name(plan.versus['depth'], plan.depths), plan.versus
+    return (f'ran {ran}; predicted gains: the mix {versus["mix"]:.4g}, {best} everywhere (the best fixed output that '
+            f'fits) {versus["fixed"]:.4g}, upgraded from it {versus["upgraded"]:.4g}')
 
 
 

@@ -21,8 +21,9 @@ class RoutePlan:
     outputs cost), ``executed`` (the share actually run: ``spent`` plus the context deep tiles read around them and
     the heads' halos; what the budget caps), ``budget``, ``router``, ``note`` (a line when the budget could not be
     met as asked), ``counts`` {depth: tiles}, ``fixed`` (the output that ran on the whole image, when one output
-    ran everywhere; None: a mix ran) and ``versus`` (None, or the comparison ``route_image`` made: {'mix': the
-    routed mix's predicted gain, 'fixed': the best fitting fixed output's, 'depth': that output})."""
+    ran everywhere; None: a mix ran) and ``versus`` (None, or the comparison ``route_image`` made: the predicted
+    gains of the routed mix, of the mix upgraded from the best fitting fixed output and of that output, and its
+    depth: ``against_fixed``)."""
     grid: list
     route: list
     depths: list
@@ -36,15 +37,16 @@ class RoutePlan:
     versus: dict = None
 
 
-def fit_route(stages, gains, grid, budget, height, width, retries=3):
+def fit_route(stages, gains, grid, budget, height, width, retries=3, start=0):
     """(route, spent, executed, note): the output depth of each tile, the share of the teacher's MACs the tiles'
     own outputs cost, the share actually run (``execute.planned_macs``: context and halos included) and a note.
 
     Budget 1: the teacher everywhere. Below the cheapest output: the cheapest everywhere, and a note saying so.
-    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run). Its estimate leaves crop halos
-    out: when the exact count is over the budget, the greedy runs again with the budget lowered by the excess (up to
-    ``retries`` times), and the longest prefix of the full-budget run's upgrades that fits is found (bisection on
-    the exact count); of these, the one that spends most on the tiles' own outputs."""
+    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run, every tile starting from output
+    index ``start``, which must fit). Its estimate leaves crop halos out: when the exact count is over the budget,
+    the greedy runs again with the budget lowered by the excess (up to ``retries`` times), and the longest prefix of
+    the full-budget run's upgrades that fits is found (bisection on the exact count); of these, the one that spends
+    most on the tiles' own outputs."""
     areas = tile_areas(grid)
     costs = np.array([stages.macs_per_pixel(d) for d in stages.depths])
     teacher = costs[-1] * height * width
@@ -56,13 +58,13 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
 
     if budget >= 1:
         return [stages.depths[-1]] * len(grid), 1.0, 1.0, None
-    cheapest = result(np.zeros(len(grid), int))
+    cheapest = result(np.full(len(grid), start))
     if not needs_gains(stages, budget):
         return (*cheapest[:3], f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} of the '
                                'teacher): the cheapest output runs everywhere')
     fitting, target, sequence = [cheapest], budget, None
     for attempt in range(retries + 1):
-        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target)
+        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target, start)
         sequence = sequence or upgrades  # the longest: from the full budget
         trial = result(levels)
         if trial[2] <= budget:
@@ -73,7 +75,7 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
         target -= trial[2] - budget
 
     def prefix(n):
-        levels = np.zeros(len(grid), int)
+        levels = np.full(len(grid), start)
         for t, option in sequence[:n]:
             levels[t] = option
         return result(levels)
@@ -98,20 +100,37 @@ def needs_gains(stages, budget):
 
 
 def best_fixed(stages, gains, grid, budget, height, width):
-    """(depth, predicted gain, share of the teacher's MACs run) of the best fixed output that fits ``budget``: of
-    the outputs that, run on the whole image (exactly, without context), cost at most ``budget``, the one with the
-    most predicted gain (summed over the tiles: ``gains``' column; ties: the cheaper). The cheapest output is
-    always a candidate (``fit_route`` runs it when nothing fits)."""
+    """(depth, predicted gain) of the best fixed output that fits ``budget``: of the outputs that, run on the whole
+    image (exactly, without context), cost at most ``budget``, the one with the most predicted gain (summed over the
+    tiles: ``gains``' column; ties: the cheaper). The cheapest output is always a candidate (``fit_route`` runs it
+    when nothing fits)."""
     teacher = stages.macs_per_pixel(stages.depths[-1]) * height * width
     best = None
     for i, depth in enumerate(stages.depths):
         if i and stages.macs_per_pixel(depth) > budget * stages.macs_per_pixel(stages.depths[-1]):
             break  # it cannot fit, nor can the deeper ones
-        share = planned_macs(stages, grid, [depth] * len(grid), height, width) / teacher
+        fits = planned_macs(stages, grid, [depth] * len(grid), height, width) <= budget * teacher
         gain = float(gains[:, i].sum())
-        if (share <= budget or i == 0) and (best is None or gain > best[1]):
-            best = (depth, gain, share)
+        if (fits or i == 0) and (best is None or gain > best[1]):
+            best = (depth, gain)
     return best
+
+
+def against_fixed(stages, gains, grid, budget, height, width, mix):
+    """(the fit to run, versus): ``mix`` (``fit_route``'s result: the greedy from the cheapest output) or the greedy
+    that starts from the best fixed output that fits (``best_fixed``) and upgrades tiles from it, whichever predicts
+    more gain (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
+    or fits, so the plan that runs never predicts less than the best fixed output. ``versus`` = {'mix', 'upgraded',
+    'fixed': the predicted gains of the three, 'depth': the fixed output}."""
+    index = {d: i for i, d in enumerate(stages.depths)}
+
+    def predicted(route):
+        return float(gains[np.arange(len(grid)), [index[d] for d in route]].sum())
+
+    depth, gain = best_fixed(stages, gains, grid, budget, height, width)
+    upgraded = fit_route(stages, gains, grid, budget, height, width, start=index[depth]) if index[depth] else mix
+    versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
+    return (mix if versus['mix'] > versus['upgraded'] else upgraded), versus
 
 
 def check_route_tile(stages, tile):
@@ -151,13 +170,8 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
     versus = None
     if needs_gains(stages, budget) and router != 'random':  # random: a baseline of random tiles, kept as drawn
-        fixed = best_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3])
-        index = {d: i for i, d in enumerate(stages.depths)}
-        mix = float(gains[np.arange(len(grid)), [index[d] for d in route]].sum())
-        versus = {'mix': mix, 'fixed': fixed[1], 'depth': fixed[0]}
-        if fixed[1] >= mix:  # the mix predicts no more than one output everywhere: that output runs, exactly
-            route, executed = [fixed[0]] * len(grid), fixed[2]
-            spent = stages.macs_per_pixel(fixed[0]) / stages.macs_per_pixel(stages.depths[-1])
+        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3],
+                                                               (route, spent, executed, note))
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
     return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts,
