@@ -129,14 +129,16 @@ def describe_plan(plan):
 
 
 def what_ran(plan):
-    """'ran exit 8 everywhere (fixed, whole image)' or 'ran the routed mix', with the predicted gains compared."""
+    """'ran exit 8 everywhere (fixed, whole image)' or 'ran the routed mix', with the predicted gains compared: of the
+    greedy mix from the cheapest output, of the best fixed output that fits and of the greedy mix from it."""
     ran = ('the routed mix' if plan.fixed is None else
            f'{output_name(plan.fixed, plan.depths)} everywhere (fixed, whole image)')
     if plan.versus is None:
         return f'ran {ran}'
     best, versus = output_name(plan.versus['depth'], plan.depths), plan.versus
-    return (f'ran {ran}; predicted gains: the mix {versus["mix"]:.4g}, {best} everywhere (the best fixed output that '
-            f'fits) {versus["fixed"]:.4g}, upgraded from it {versus["upgraded"]:.4g}')
+    return (f'ran {ran}; predicted gains: mix from {output_name(plan.depths[0], plan.depths)} {versus["mix"]:.0f}, '
+            f'{best} everywhere (the best fixed output that fits) {versus["fixed"]:.0f}, mix from {best} '
+            f'{versus["upgraded"]:.0f}')
 
 
 

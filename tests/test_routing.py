@@ -561,11 +561,12 @@ def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net
     assert plan.versus['mix'] < plan.versus['fixed'] and plan.versus['depth'] == 4
     assert plan.fixed == 4 and set(plan.route) == {4} and torch.equal(sr, whole(net, x)[4])
     assert plan.executed == pytest.approx(staged(net).macs_per_pixel(4) / staged(net).macs_per_pixel(6))
-    assert describe_plan(plan).startswith('ran exit 4 everywhere (fixed, whole image); predicted gains: the mix')
+    line = describe_plan(plan)
+    assert line.startswith('ran exit 4 everywhere (fixed, whole image); predicted gains: mix from exit 2')
     calibration['edge']['gain'] = [[0.0, 1.0, 50.0]]  # the teacher far better: at 0.99 a mix with a teacher tile
     _, plan = route_image(staged(net), x, 0.99, 'edge', tile=8, calibration=calibration)  # predicts more, and runs
     assert plan.fixed is None and plan.versus['mix'] > plan.versus['fixed']
-    assert describe_plan(plan).startswith('ran the routed mix; predicted gains: the mix')
+    assert describe_plan(plan).startswith('ran the routed mix; predicted gains: mix from exit 2')
 
 
 def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt):
