@@ -33,3 +33,6 @@ fi
   --threads 1 --quiet --overwrite --json "$OUT/budget.json" --markdown "$OUT/vs_fixed.md" \
   --vs-fixed "$OUT/vs_fixed.json"
 cp "$OUT/vs_fixed.json" "$OUT/vs_fixed.md" docs/routing/
+# The summary line of one image (Set5's bird at 0.6): which plan ran, and the predicted gains it compared.
+"$BIN/sd-upscale" "$DATA/Set5/LRbicx4/bird.png" --model "$CKPT" --budget 0.6 --tile 0 --threads 1 --quiet \
+  --overwrite --out "$OUT/upscaled"
