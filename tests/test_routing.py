@@ -569,10 +569,14 @@ def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net
     assert describe_plan(plan).startswith('ran the routed mix; predicted gains: mix from exit 2')
 
 
-def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt):
+def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt, tiny_set):
     """The edge router without sd-calibrate: budget 1 (the teacher) and a budget below the cheapest exit (0.85 of
-    the teacher here: exit 2 everywhere) run; random runs at any budget; a budget with a choice asks for it."""
+    the teacher here: exit 2 everywhere) run, in sd-upscale's Upscaler and in sd-eval --budget; random runs at any
+    budget; a budget with a choice asks for it."""
+    from sd_plugin.evaluation.budget import evaluate_budget
     from sd_plugin.upscaler import Upscaler
+    records = evaluate_budget(ckpt, tiny_set, ['Tiny'], (0.5, 1.0), ('edge',), 16, progress=False, log=lambda *a: None)
+    assert [r['fixed_images'] for r in records if r['kind'] == 'routed'] == [2, 2]
     img = np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)
     exit2 = Upscaler(ckpt, exit=2).upscale(img)
     for budget, depth in ((1.0, 6), (0.5, 2)):

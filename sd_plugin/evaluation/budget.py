@@ -13,8 +13,8 @@ Records (``evaluate_budget``'s list, the JSON): fixed outputs ``{"kind": "exit",
 outputs cost / the teacher's, mean over images), "executed_share" (MACs actually run, the context around deep tiles
 and the heads' halos included: ``sd_plugin.routing.execute.planned_macs``; the budget caps this one), "psnr",
 "ssim", "ms", "teacher_ms" (the teacher alone on the same images, timed next to it), "tiles" {depth: count},
-"psnr_images", "executed_images" (per image), "fixed_images" (images where one output ran on the whole image: the
-budget's, or the best fixed output that fits when it predicted at least the routed mix's gain)}``. ``ms`` is the
+"psnr_images", "executed_images" (per image), "fixed_images" (images where one output ran on the whole image: at
+budget 1 or below the cheapest output, or the best fixed output that fits when no mix predicted more)}``. ``ms`` is the
 mean wall time per image with the torch threads in use. ``summary`` adds, per set, router and budget, the share of
 the PSNR gap between the cheapest exit and the teacher that the mix recovers, and the comparison with the fixed
 outputs at equal MACs: their PSNR linearly interpolated at the MACs the router actually ran (``versus_fixed``).
