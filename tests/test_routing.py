@@ -140,6 +140,8 @@ def test_allocation_picks_by_gain_per_mac():
     assert levels.tolist() == [0, 0, 0]
     levels, spent, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=9 / 15, start=1)  # from the exit at
     assert levels.tolist() == [2, 1, 1] and spent == 9  # 2 everywhere (6 MACs), room for one teacher tile: tile 0
+    levels, _, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=8 / 15, min_ratio=2)  # tile 0's teacher
+    assert levels.tolist() == [0, 1, 0]  # brings 6 / 4 per MAC: below the least rate asked, not bought
 
 
 def test_allocation_counts_the_context_a_deep_tile_needs(net):
@@ -552,20 +554,23 @@ def test_the_plan_that_runs_predicts_at_least_the_best_fixed_output(net):
 
 
 def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net, x):
-    """An edge table predicting the same gain per pixel for exit 4 and the teacher on every tile: at 0.95, the
-    greedy mix pays context for teacher tiles and predicts less than exit 4 everywhere (which fits), so exit 4 runs
-    on the whole image: its output exactly, its MACs, and the summary line and plan say so."""
+    """An edge table predicting about the same gain per pixel for exit 4 and the teacher on every tile: at 0.95, the
+    greedy mix from exit 2 pays context for deep tiles and predicts less than exit 4 everywhere (which fits), so
+    exit 4 runs on the whole image: its output exactly, its MACs, and the summary line and plan say so. With the
+    teacher far better on the textured half of an image, a mix predicts more, and runs."""
     from sd_plugin.upscaler import describe_plan
-    calibration = {'edge': {'bin_edges': [], 'gain': [[0.0, 5.0, 5.5]]}}
+    calibration = {'edge': {'bin_edges': [], 'gain': [[0.0, 5.0, 8.0]]}}
     sr, plan = route_image(staged(net), x, 0.95, 'edge', tile=8, calibration=calibration)
     assert plan.versus['mix'] < plan.versus['fixed'] and plan.versus['depth'] == 4
     assert plan.fixed == 4 and set(plan.route) == {4} and torch.equal(sr, whole(net, x)[4])
     assert plan.executed == pytest.approx(staged(net).macs_per_pixel(4) / staged(net).macs_per_pixel(6))
     line = describe_plan(plan)
     assert line.startswith('ran exit 4 everywhere (fixed, whole image); predicted gains: mix from exit 2')
-    calibration['edge']['gain'] = [[0.0, 1.0, 50.0]]  # the teacher far better: at 0.99 a mix with a teacher tile
-    _, plan = route_image(staged(net), x, 0.99, 'edge', tile=8, calibration=calibration)  # predicts more, and runs
-    assert plan.fixed is None and plan.versus['mix'] > plan.versus['fixed']
+    half = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    half[..., :48] = 0.5  # flat (edge score 0) but for the right 16 columns
+    calibration = {'edge': {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}}
+    _, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration=calibration)
+    assert plan.fixed is None and max(plan.versus['mix'], plan.versus['upgraded']) > plan.versus['fixed']
     assert describe_plan(plan).startswith('ran the routed mix; predicted gains: mix from exit 2')
 
 

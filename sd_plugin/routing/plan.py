@@ -37,16 +37,16 @@ class RoutePlan:
     versus: dict = None
 
 
-def fit_route(stages, gains, grid, budget, height, width, retries=3, start=0):
+def fit_route(stages, gains, grid, budget, height, width, retries=3, start=0, min_ratio=0.0):
     """(route, spent, executed, note): the output depth of each tile, the share of the teacher's MACs the tiles'
     own outputs cost, the share actually run (``execute.planned_macs``: context and halos included) and a note.
 
     Budget 1: the teacher everywhere. Below the cheapest output: the cheapest everywhere, and a note saying so.
-    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run, every tile starting from output
-    index ``start``, which must fit). Its estimate leaves crop halos out: when the exact count is over the budget,
-    the greedy runs again with the budget lowered by the excess (up to ``retries`` times), and the longest prefix of
-    the full-budget run's upgrades that fits is found (bisection on the exact count); of these, the one that spends
-    most on the tiles' own outputs."""
+    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run, at least ``min_ratio``, every
+    tile starting from output index ``start``, which must fit). Its estimate leaves crop halos out: when the exact
+    count is over the budget, the greedy runs again with the budget lowered by the excess (up to ``retries`` times),
+    and the longest prefix of the full-budget run's upgrades that fits is found (bisection on the exact count); of
+    these, the one that spends most on the tiles' own outputs."""
     areas = tile_areas(grid)
     costs = np.array([stages.macs_per_pixel(d) for d in stages.depths])
     teacher = costs[-1] * height * width
@@ -64,7 +64,7 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3, start=0):
                                'teacher): the cheapest output runs everywhere')
     fitting, target, sequence = [cheapest], budget, None
     for attempt in range(retries + 1):
-        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target, start)
+        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target, start, min_ratio)
         sequence = sequence or upgrades  # the longest: from the full budget
         trial = result(levels)
         if trial[2] <= budget:
@@ -100,26 +100,29 @@ def needs_gains(stages, budget):
 
 
 def best_fixed(stages, gains, grid, budget, height, width):
-    """(depth, predicted gain) of the best fixed output that fits ``budget``: of the outputs that, run on the whole
-    image (exactly, without context), cost at most ``budget``, the one with the most predicted gain (summed over the
-    tiles: ``gains``' column; ties: the cheaper). The cheapest output is always a candidate (``fit_route`` runs it
-    when nothing fits)."""
-    teacher = stages.macs_per_pixel(stages.depths[-1]) * height * width
-    best = None
-    for i, depth in enumerate(stages.depths):
-        if i and stages.macs_per_pixel(depth) > budget * stages.macs_per_pixel(stages.depths[-1]):
+    """(depth, predicted gain, slope) of the best fixed output that fits ``budget``: of the outputs that, run on the
+    whole image (exactly, without context), cost at most ``budget``, the one with the most predicted gain (summed
+    over the tiles: ``gains``' column; ties: the cheaper). The cheapest output is always a candidate (``fit_route``
+    runs it when nothing fits). ``slope``: the most predicted gain per MAC that moving the whole image from it to a
+    deeper output would bring (0 when none gains)."""
+    macs = np.array([stages.macs_per_pixel(d) for d in stages.depths]) * height * width
+    totals = gains.sum(0)
+    best = 0
+    for i, depth in enumerate(stages.depths[1:], 1):
+        if macs[i] > budget * macs[-1]:
             break  # it cannot fit, nor can the deeper ones
-        fits = planned_macs(stages, grid, [depth] * len(grid), height, width) <= budget * teacher
-        gain = float(gains[:, i].sum())
-        if (fits or i == 0) and (best is None or gain > best[1]):
-            best = (depth, gain)
-    return best
+        if planned_macs(stages, grid, [depth] * len(grid), height, width) <= budget * macs[-1] and \
+                totals[i] > totals[best]:
+            best = i
+    slope = max([0.0, *((totals[best + 1:] - totals[best]) / (macs[best + 1:] - macs[best]))])
+    return stages.depths[best], float(totals[best]), float(slope)
 
 
-def against_fixed(stages, gains, grid, budget, height, width, mix):
-    """(the fit to run, versus): ``mix`` (``fit_route``'s result: the greedy from the cheapest output) or the greedy
-    that starts from the best fixed output that fits (``best_fixed``) and upgrades tiles from it, whichever predicts
-    more gain (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
+def against_fixed(stages, gains, grid, budget, height, width):
+    """(the fit to run, versus). Two greedy mixes (``fit_route``), each taking only upgrades that bring at least the
+    predicted gain per MAC of moving the whole image deeper from the best fixed output that fits (``best_fixed``):
+    one from the cheapest output, one from that fixed output, upgrading tiles from it. The one that predicts more
+    gain runs (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
     or fits, so the plan that runs never predicts less than the best fixed output. ``versus`` = {'mix', 'upgraded',
     'fixed': the predicted gains of the three, 'depth': the fixed output}."""
     index = {d: i for i, d in enumerate(stages.depths)}
@@ -127,8 +130,9 @@ def against_fixed(stages, gains, grid, budget, height, width, mix):
     def predicted(route):
         return float(gains[np.arange(len(grid)), [index[d] for d in route]].sum())
 
-    depth, gain = best_fixed(stages, gains, grid, budget, height, width)
-    upgraded = fit_route(stages, gains, grid, budget, height, width, start=index[depth]) if index[depth] else mix
+    depth, gain, slope = best_fixed(stages, gains, grid, budget, height, width)
+    mix = fit_route(stages, gains, grid, budget, height, width, min_ratio=slope)
+    upgraded = fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=slope)
     versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
     return (mix if versus['mix'] > versus['upgraded'] else upgraded), versus
 
@@ -167,11 +171,10 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
         gains = np.zeros((len(grid), len(stages.depths)))  # one output everywhere: nothing to predict
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
-    route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
-    versus = None
     if needs_gains(stages, budget) and router != 'random':  # random: a baseline of random tiles, kept as drawn
-        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3],
-                                                               (route, spent, executed, note))
+        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3])
+    else:
+        (route, spent, executed, note), versus = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3]), None
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
     return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts,
