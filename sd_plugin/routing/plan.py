@@ -132,7 +132,8 @@ def against_fixed(stages, gains, grid, budget, height, width):
 
     depth, gain, slope = best_fixed(stages, gains, grid, budget, height, width)
     mix = fit_route(stages, gains, grid, budget, height, width, min_ratio=slope)
-    upgraded = fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=slope)
+    upgraded = (fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=slope)
+                if index[depth] else mix)  # (from the cheapest output: the same greedy)
     versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
     return (mix if versus['mix'] > versus['upgraded'] else upgraded), versus
 
