@@ -24,9 +24,10 @@ export OMP_NUM_THREADS=1
 .venv/bin/sd-calibrate "$CKPT" --data ../shared/data/T91/HR ../shared/data/BSD200/HR --threads 1 --overwrite
 
 # 2. Evaluate every router at every budget on Set5 and Set14 (1 thread; CPU ms per image, paired with the teacher).
-.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.5 0.6 0.7 0.85 1 \
+#    --vs-fixed: each router and budget against the fixed exits at the MACs it actually ran (issue 26).
+.venv/bin/sd-eval "$CKPT" --data datasets --sets Set5 Set14 --budget 0.5 0.6 0.7 0.8 0.85 1 \
   --router $ROUTERS --threads 1 --overwrite \
-  --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png"
+  --json "$OUT/budget.json" --markdown "$OUT/budget.md" --plot "$OUT/budget.png" --vs-fixed "$OUT/vs_fixed.json"
 
 # The summary and plot are views of the records: scripts/routing_summary.py redraws them (and prints every router
 # against random at 0.6 and 0.7, paired by image) without rerunning the evaluation.
@@ -54,5 +55,6 @@ done
   --overwrite --quiet --json "$OUT/paused_set5.json" --markdown "$OUT/paused_set5.md"
 cp "$OUT/paused_set5.md" docs/routing/timing_quiet.md
 
-cp "$OUT/budget.json" "$OUT/budget.md" "$OUT/budget.png" "$OUT/route_map.png" "$OUT"/tile*.md docs/routing/
+cp "$OUT/budget.json" "$OUT/budget.md" "$OUT/budget.png" "$OUT/vs_fixed.json" "$OUT/route_map.png" "$OUT"/tile*.md \
+  docs/routing/
 echo "checkpoint: net_g_${ITER}.pth; results in $OUT and docs/routing"

@@ -17,8 +17,8 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.inference import as_channels_last, load_sr_network, upscale_array
 from sd_plugin.routing.bicubic import WithBicubic, output_name
 from sd_plugin.routing.calibration import load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
-from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, needs_gains, route_image
+from sd_plugin.routing.routers import DEFAULT_ROUTER, ROUTERS, USER_ROUTERS
 from sd_plugin.routing.staged import staged
 
 
@@ -71,7 +71,7 @@ class Upscaler:
     """
 
     def __init__(self, model, exit=None, param_key=None, tile=0, tile_pad=None, precision='fp32', alpha='bicubic',
-                 channels_last=None, threads=None, budget=None, router='edge', route_tile=DEFAULT_ROUTE_TILE,
+                 channels_last=None, threads=None, budget=None, router=DEFAULT_ROUTER, route_tile=DEFAULT_ROUTE_TILE,
                  bicubic=False, loaded=None):
         if budget is not None and exit is not None:
             raise ConfigError('--exit and --budget: choose one (a fixed output, or a routed mix under a budget)')
@@ -87,9 +87,11 @@ class Upscaler:
                 raise ConfigError(f'--tile {tile} and --budget: the routed run tiles by --route-tile (give --tile 0)')
             stages = staged(self.net)
             check_route_tile(stages, route_tile)
-            calibration = load_calibration(model, stages.depths) if router in USER_ROUTERS else None
+            depths = stages.depths  # what the calibration is for
             if bicubic:
                 stages = WithBicubic(stages)
+            needed = router in USER_ROUTERS and needs_gains(stages, budget)  # not at 1, nor below the cheapest
+            calibration = load_calibration(model, depths) if needed else None
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
                                         channels_last is not False)
 
@@ -119,15 +121,28 @@ class Upscaler:
 
 
 def describe_plan(plan):
-    """One line: the MAC share a routed image spent and how many tiles each output got."""
+    """One line: what ran (one output everywhere, or a routed mix, and why), the MAC share it spent and how many
+    tiles each output got."""
     mix = ', '.join(f'{n} {output_name(d, plan.depths)}' for d, n in plan.counts.items() if n)
-    return (f'spent {plan.executed:.3f} of the teacher\'s MACs (budget {plan.budget:g}; the tiles\' own outputs: '
-            f'{plan.spent:.3f}), router {plan.router}; tiles: {mix}')
+    return (f'{what_ran(plan)}; spent {plan.executed:.3f} of the teacher\'s MACs (budget {plan.budget:g}; the '
+            f'tiles\' own outputs: {plan.spent:.3f}), router {plan.router}; tiles: {mix}')
+
+
+def what_ran(plan):
+    """'ran exit 8 everywhere (fixed, whole image)' or 'ran the routed mix', with the predicted gains compared: of the
+    greedy mix from the cheapest output, of the best fixed output that fits and of the greedy mix from it."""
+    ran = ('the routed mix' if plan.fixed is None else
+           f'{output_name(plan.fixed, plan.depths)} everywhere (fixed, whole image)')
+    if plan.versus is None:
+        return f'ran {ran}'
+    best, versus = output_name(plan.versus['depth'], plan.depths), plan.versus
+    return (f'ran {ran}; predicted gains: mix from {output_name(plan.depths[0], plan.depths)} {versus["mix"]:.0f}, '
+            f'{best} everywhere (the best fixed output that fits) {versus["fixed"]:.0f}, mix from {best} '
+            f'{versus["upgraded"]:.0f}')
 
 
 
-
-def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUTE_TILE, bicubic=False):
+def routed_network(model, loaded, budget, router=DEFAULT_ROUTER, route_tile=DEFAULT_ROUTE_TILE, bicubic=False):
     """The ``RoutedNetwork`` of an already loaded checkpoint (``loaded`` = (net, info) of ``load_sr_network``), for
     ``upscale_array`` with ``tile=0`` (sd-upscale --budget)."""
     return Upscaler(model, budget=budget, router=router, route_tile=route_tile, bicubic=bicubic, loaded=loaded).routed

@@ -138,6 +138,10 @@ def test_allocation_picks_by_gain_per_mac():
     assert levels.tolist() == [2, 1, 0]
     levels, _, _ = allocate_in_context(-gains, grid, Costs(), 1, 3, budget=0.9)  # predicted losses are never bought
     assert levels.tolist() == [0, 0, 0]
+    levels, spent, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=9 / 15, start=1)  # from the exit at
+    assert levels.tolist() == [2, 1, 1] and spent == 9  # 2 everywhere (6 MACs), room for one teacher tile: tile 0
+    levels, _, _ = allocate_in_context(gains, grid, Costs(), 1, 3, budget=8 / 15, min_ratio=2)  # tile 0's teacher
+    assert levels.tolist() == [0, 1, 0]  # brings 6 / 4 per MAC: below the least rate asked, not bought
 
 
 def test_allocation_counts_the_context_a_deep_tile_needs(net):
@@ -224,10 +228,10 @@ def test_learned_and_edge_routers_run_from_the_calibration(net, ckpt, hr_folder,
         gt = (outputs[6][0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()  # the teacher as "GT"
         sr, plan = route_image(stages, x, 0.95, router, tile=8, calibration=calibration, gt=gt)
         assert plan.spent <= 0.95 and max(tile_errors(sr, outputs, plan.grid, plan.route)) <= 1e-5
-    with pytest.raises(ConfigError, match='calibration'):
-        route_image(stages, x, 0.8, 'edge', tile=8)
+    with pytest.raises(ConfigError, match='calibration'):  # (0.9: above the cheapest exit, so a choice to make)
+        route_image(stages, x, 0.9, 'edge', tile=8)
     with pytest.raises(ConfigError, match='ground truth'):
-        route_image(stages, x, 0.8, 'oracle', tile=8)
+        route_image(stages, x, 0.9, 'oracle', tile=8)
 
 
 def test_image_samples_gain_is_the_true_gain(net):
@@ -275,8 +279,6 @@ def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path
     assert (tmp_path / 'map.png').stat().st_size > 1000
     with pytest.raises(ConfigError, match='--exit and --budget'):
         Upscaler(ckpt, exit=2, budget=0.5)
-    with pytest.raises(ConfigError, match='sd-calibrate'):
-        Upscaler(ckpt, budget=0.5, router='edge')
 
 
 @pytest.fixture
@@ -328,10 +330,16 @@ def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
     out = tmp_path / 'out'
     main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.95', '1', '--router', 'random', 'oracle',
           '--route-tile', '8', '--threads', '1', '--quiet', '--json', str(out / 'b.json'), '--markdown',
-          str(out / 'b.md'), '--plot', str(out / 'b.png')])
+          str(out / 'b.md'), '--plot', str(out / 'b.png'), '--vs-fixed', str(out / 'v.json')])
     data = json.load(open(out / 'b.json'))
     assert len(data['records']) == 3 + 4 and {r['router'] for r in data['summary']} == {'random', 'oracle'}
     assert '| exit 2 |' in open(out / 'b.md').read() and (out / 'b.png').stat().st_size > 1000
+    versus = json.load(open(out / 'v.json'))
+    assert versus['default_router'] == 'edge' and [r['router'] for r in versus['sets']['Tiny']] == ['random', 'oracle']
+    for row in versus['sets']['Tiny']:
+        assert row['budget'] == 0.95 and row['macs_run'] <= 0.95 and sum(row['images_vs_fixed'].values()) == 2
+        assert row['vs_fixed'] == pytest.approx(row['psnr'] - row['fixed_at_equal_macs'], abs=1e-4)
+    assert 'fixed at equal MACs' in open(out / 'b.md').read()
     main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.5', '--router', 'random+bicubic',
           'oracle+bicubic', '--route-tile', '8', '--threads', '1', '--quiet', '--json', str(out / 'c.json')])
     records = json.load(open(out / 'c.json'))['records']
@@ -343,6 +351,9 @@ def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([ckpt, ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.9'])
     assert err.value.code == 2 and 'one multi-exit CKPT' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--vs-fixed', str(out / 'w.json')])
+    assert err.value.code == 2 and 'it needs --budget' in capsys.readouterr().err
 
 
 def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
@@ -362,7 +373,7 @@ def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
     assert np.abs(routed - cv2.imread(str(tmp_path / 'teacher' / 'lr_x4.png'))).max() <= 1
     assert (tmp_path / 'map.png').stat().st_size > 1000
     with pytest.raises(SystemExit) as err:
-        main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'edge'), '--budget', '0.5'])
+        main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'edge'), '--budget', '0.9'])
     assert err.value.code == 2 and 'sd-calibrate' in capsys.readouterr().err
     with pytest.raises(SystemExit) as err:
         main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'bic'), '--bicubic'])
@@ -517,3 +528,103 @@ def test_bicubic_routers_use_the_calibrated_bicubic_table(net, ckpt, hr_folder, 
     del calibration['edge']['bicubic']
     with pytest.raises(ConfigError, match='rerun sd-calibrate'):
         route_image(stages, x, 0.6, 'edge', tile=8, calibration=calibration)
+
+
+# ----------------------------------------------------------------------------------------------- issue 26: vs fixed
+
+
+def test_the_plan_that_runs_predicts_at_least_the_best_fixed_output(net):
+    """Random predicted gains and budgets: the route that runs predicts at least the gain of the best output that,
+    alone on the whole image, fits the budget (found here independently, from the MACs per pixel), and stays within
+    the budget. Where the greedy mix from the cheapest exit predicts less (its context costs), the fixed output, or
+    the mix upgraded from it, runs instead; the best of the three runs."""
+    x = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    stages, grid = staged(net), tile_grid(48, 64, 16)
+    shares = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(6) for d in (2, 4, 6)}
+    index, rng, seen = {2: 0, 4: 1, 6: 2}, np.random.default_rng(0), {'mix lost': 0, 'upgraded ran': 0}
+    for _ in range(3):
+        gains = np.cumsum(rng.random((len(grid), 3)) * [0, 1, 1], 1) * tile_areas(grid)[:, None]
+        for budget in (0.86, 0.9, 0.93, 0.95, 0.97, 0.99):
+            _, plan = route_image(stages, x, budget, 'oracle', tile=16, gains=gains)
+            ran = gains[np.arange(len(grid)), [index[d] for d in plan.route]].sum()
+            best = max(gains[:, index[d]].sum() for d in (2, 4, 6) if shares[d] <= budget)
+            assert ran >= best - 1e-9 and plan.executed <= budget
+            versus = plan.versus
+            assert ran == pytest.approx(max(versus['mix'], versus['upgraded'], versus['fixed']))
+            seen['mix lost'] += versus['mix'] < versus['fixed']
+            seen['upgraded ran'] += plan.fixed is None and ran > versus['mix']
+    assert all(seen.values()), seen  # both decided somewhere: the mix alone would have predicted less
+
+
+def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net, x):
+    """An edge table predicting about the same gain per pixel for exit 4 and the teacher on every tile: at 0.95, the
+    greedy mix from exit 2 pays context for deep tiles and predicts less than exit 4 everywhere (which fits), so
+    exit 4 runs on the whole image: its output exactly, its MACs, and the summary line and plan say so. With the
+    teacher far better on the textured half of an image, a mix predicts more, and runs."""
+    from sd_plugin.upscaler import describe_plan
+    calibration = {'edge': {'bin_edges': [], 'gain': [[0.0, 5.0, 8.0]]}}
+    sr, plan = route_image(staged(net), x, 0.95, 'edge', tile=8, calibration=calibration)
+    assert plan.versus['mix'] < plan.versus['fixed'] and plan.versus['depth'] == 4
+    assert plan.fixed == 4 and set(plan.route) == {4} and torch.equal(sr, whole(net, x)[4])
+    assert plan.executed == pytest.approx(staged(net).macs_per_pixel(4) / staged(net).macs_per_pixel(6))
+    line = describe_plan(plan)
+    assert line.startswith('ran exit 4 everywhere (fixed, whole image); predicted gains: mix from exit 2')
+    half = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    half[..., :48] = 0.5  # flat (edge score 0) but for the right 16 columns
+    calibration = {'edge': {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}}
+    _, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration=calibration)
+    assert plan.fixed is None and max(plan.versus['mix'], plan.versus['upgraded']) > plan.versus['fixed']
+    assert describe_plan(plan).startswith('ran the routed mix; predicted gains: mix from exit 2')
+
+
+def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt, tiny_set):
+    """The edge router without sd-calibrate: budget 1 (the teacher) and a budget below the cheapest exit (0.85 of
+    the teacher here: exit 2 everywhere) run, in sd-upscale's Upscaler and in sd-eval --budget; random runs at any
+    budget; a budget with a choice asks for it."""
+    from sd_plugin.evaluation.budget import evaluate_budget
+    from sd_plugin.upscaler import Upscaler
+    records = evaluate_budget(ckpt, tiny_set, ['Tiny'], (0.5, 1.0), ('edge',), 16, progress=False, log=lambda *a: None)
+    assert [r['fixed_images'] for r in records if r['kind'] == 'routed'] == [2, 2]
+    img = np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8)
+    exit2 = Upscaler(ckpt, exit=2).upscale(img)
+    for budget, depth in ((1.0, 6), (0.5, 2)):
+        routed = Upscaler(ckpt, budget=budget, router='edge', route_tile=8)
+        out = routed.upscale(img)
+        assert routed.plans[-1].fixed == depth and routed.plans[-1].versus is None
+    assert np.abs(out.astype(int) - exit2).max() <= 1
+    Upscaler(ckpt, budget=0.95, router='random', route_tile=8).upscale(img)
+    with pytest.raises(ConfigError, match='sd-calibrate'):
+        Upscaler(ckpt, budget=0.95, router='edge')
+
+
+def test_fixed_exits_at_equal_macs_are_interpolated_on_a_hand_made_example():
+    """Exits at 0.4 / 0.6 / 1 of the MACs with 30 / 31 / 31.5 dB (set means; per image 29 / 30.5 / 31 and 31 /
+    31.5 / 32): a router that ran 0.5 of the MACs is compared with 30.5 dB, a +bicubic one at 0.2 with the
+    segment from bicubic (0, 28 dB) to exit 4: 29 dB; per image, at each image's own MACs run."""
+    from sd_plugin.evaluation.budget import summary
+    from sd_plugin.evaluation.budget_report import vs_fixed
+
+    def fixed(kind, depth, share, images):
+        return {'kind': kind, 'dataset': 'S', 'exit': depth, 'share': share, 'psnr': float(np.mean(images)),
+                'psnr_images': images}
+
+    def routed(router, macs, images):
+        return {'kind': 'routed', 'dataset': 'S', 'router': router, 'budget': 0.5, 'share': 0.45,
+                'executed_share': float(np.mean(macs)), 'psnr': float(np.mean(images)), 'ms': 1, 'teacher_ms': 2,
+                'psnr_images': images, 'executed_images': macs, 'fixed_images': 1}
+
+    records = [fixed('exit', 4, 0.4, [29, 31]), fixed('exit', 8, 0.6, [30.5, 31.5]), fixed('exit', 16, 1.0, [31, 32]),
+               fixed('bicubic', 0, 0.0, [27, 29]),
+               routed('edge', [0.4, 0.6], [29.5, 31.5]),  # image 0: 0.5 dB above exit 4; image 1: level with exit 8
+               routed('edge+bicubic', [0.2, 0.2], [28, 30.5])]  # at 0.2: 28 and 30 dB
+    rows = {r['router']: r for r in summary(records)}
+    assert rows['edge']['fixed_at_equal_macs'] == pytest.approx(30.5) and rows['edge']['vs_fixed'] == 0
+    assert rows['edge']['images_vs_fixed'] == {'ahead': 1, 'tied': 1, 'behind': 0}
+    assert rows['edge+bicubic']['fixed_at_equal_macs'] == pytest.approx(29)
+    assert rows['edge+bicubic']['vs_fixed'] == pytest.approx(0.25)
+    assert rows['edge+bicubic']['images_vs_fixed'] == {'ahead': 1, 'tied': 1, 'behind': 0}
+    table = vs_fixed(records, 'edge')
+    assert table['default_router'] == 'edge' and list(table['sets']) == ['S']
+    assert table['sets']['S'][0] == {'router': 'edge', 'budget': 0.5, 'macs_run': 0.5, 'psnr': 30.5,
+                                     'fixed_at_equal_macs': 30.5, 'vs_fixed': 0.0,
+                                     'images_vs_fixed': {'ahead': 1, 'tied': 1, 'behind': 0}, 'fixed_images': 1}

@@ -13,8 +13,11 @@ Records (``evaluate_budget``'s list, the JSON): fixed outputs ``{"kind": "exit",
 outputs cost / the teacher's, mean over images), "executed_share" (MACs actually run, the context around deep tiles
 and the heads' halos included: ``sd_plugin.routing.execute.planned_macs``; the budget caps this one), "psnr",
 "ssim", "ms", "teacher_ms" (the teacher alone on the same images, timed next to it), "tiles" {depth: count},
-"psnr_images"}``. ``ms`` is the mean wall time per image with the torch threads in use. ``summary`` adds, per set,
-router and budget, the share of the PSNR gap between the cheapest exit and the teacher that the mix recovers.
+"psnr_images", "executed_images" (per image), "fixed_images" (images where one output ran on the whole image: at
+budget 1 or below the cheapest output, or the best fixed output that fits when no mix predicted more)}``. ``ms`` is the
+mean wall time per image with the torch threads in use. ``summary`` adds, per set, router and budget, the share of
+the PSNR gap between the cheapest exit and the teacher that the mix recovers, and the comparison with the fixed
+outputs at equal MACs: their PSNR linearly interpolated at the MACs the router actually ran (``versus_fixed``).
 
 A router named ``ROUTER+bicubic`` (e.g. ``edge+bicubic``) routes with bicubic as one more choice below the cheapest
 exit (``sd_plugin.routing.bicubic``); bicubic alone is then one more fixed record, ``{"kind": "bicubic", "exit": 0,
@@ -34,7 +37,7 @@ from sd_plugin.evaluation.protocol import load_pairs, measure
 from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
 from sd_plugin.routing.bicubic import BICUBIC, WithBicubic, bicubic
 from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, route_image
+from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, needs_gains, route_image
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.scores import gt_luma, oracle_gains
 from sd_plugin.routing.staged import staged
@@ -68,8 +71,10 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     stages = staged(net)
     check_route_tile(stages, route_tile)
     bases = {r: r.removesuffix(BICUBIC_SUFFIX) for r in routers}
-    calibration = load_calibration(ckpt, stages.depths) if set(bases.values()) & set(USER_ROUTERS) else None
     with_bicubic = WithBicubic(stages) if any(r.endswith(BICUBIC_SUFFIX) for r in routers) else None
+    needed = any(bases[r] in USER_ROUTERS and needs_gains(with_bicubic if r.endswith(BICUBIC_SUFFIX) else stages, b)
+                 for r in routers for b in budgets)  # not at 1, nor below the cheapest output
+    calibration = load_calibration(ckpt, stages.depths) if needed else None
     scale, teacher = stages.scale, stages.depths[-1]
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
     pairs = {name: load_pairs(data, name, scale) for name in sets}  # every set checked before the slow work
@@ -81,7 +86,8 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     records = []
     for name, images in pairs.items():
         fixed = {d: {'scores': [], 'ms': []} for d in ([BICUBIC] if with_bicubic else []) + stages.depths}
-        routed = {(r, b): {'scores': [], 'ms': [], 'teacher_ms': [], 'share': [], 'executed': [], 'tiles': {}}
+        routed = {(r, b): {'scores': [], 'ms': [], 'teacher_ms': [], 'share': [], 'executed': [], 'tiles': {},
+                           'fixed': 0}
                   for r in routers for b in budgets}
         bar = tqdm(total=len(images), desc=f'{name} routed', unit='image', disable=not progress)
         for index, (_, gt, lr) in enumerate(images):
@@ -112,6 +118,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
                     slot['scores'].append(measure(to_uint8(sr), gt, scale, mode))
                     slot['share'].append(plan.spent)
                     slot['executed'].append(plan.executed)
+                    slot['fixed'] += plan.fixed is not None
                     for d, n in plan.counts.items():
                         slot['tiles'][d] = slot['tiles'].get(d, 0) + n
             bar.update(1)
@@ -144,29 +151,61 @@ def routed_record(dataset, router, budget, slot):
             'executed_share': round(float(statistics.mean(slot['executed'])), 4),
             'psnr': psnr, 'ssim': ssim, 'ms': round(statistics.mean(slot['ms']), 2),
             'teacher_ms': round(statistics.mean(slot['teacher_ms']), 2),
-            'tiles': {str(d): n for d, n in sorted(slot['tiles'].items())},
-            'psnr_images': [round(s[0], 4) for s in slot['scores']]}
+            'tiles': {str(d): n for d, n in sorted(slot['tiles'].items())}, 'fixed_images': slot['fixed'],
+            'psnr_images': [round(s[0], 4) for s in slot['scores']],
+            'executed_images': [round(float(e), 4) for e in slot['executed']]}
+
+
+def fixed_at_equal_macs(fixed, macs):
+    """The fixed outputs' PSNR at ``macs`` (a share of the teacher's MACs): ``fixed`` = [(share, PSNR)] of each
+    fixed output, linearly interpolated between the two outputs around ``macs`` (outside them: the nearest one's)."""
+    shares, psnrs = zip(*sorted(fixed))
+    return float(np.interp(macs, shares, psnrs))
+
+
+def paired_counts(diffs):
+    """{'ahead', 'tied', 'behind'}: how many per-image differences are above, within or below +-1e-4 dB."""
+    diffs = np.asarray(diffs)
+    return {'ahead': int((diffs > 1e-4).sum()), 'tied': int((abs(diffs) <= 1e-4).sum()),
+            'behind': int((diffs < -1e-4).sum())}
+
+
+def versus_fixed(routed, fixed):
+    """(fixed outputs' PSNR at the router's mean share of MACs run, per-image counts against the fixed outputs at
+    each image's own MACs run; None for records without ``executed_images``). ``fixed``: the fixed records the
+    router could have run instead (the exits and the teacher; with ``+bicubic``, bicubic too)."""
+    level = fixed_at_equal_macs([(f['share'], f['psnr']) for f in fixed], routed['executed_share'])
+    if 'executed_images' not in routed:  # a JSON written before issue 26
+        return level, None
+    own = [fixed_at_equal_macs([(f['share'], f['psnr_images'][i]) for f in fixed], macs)
+           for i, macs in enumerate(routed['executed_images'])]
+    return level, paired_counts(np.subtract(routed['psnr_images'], own))
 
 
 def summary(records):
     """Per set, router and budget < 1: ``gap_recovered`` = (PSNR - cheapest exit's) / (teacher's - cheapest exit's),
     ``vs_random`` = PSNR minus the random router's at the same budget (None without it), ``images_vs_random`` =
-    {'ahead', 'tied', 'behind'}: images where the router's PSNR is above, equal to (within 1e-4 dB) or below the
-    random router's (paired by image), ``time_ratio`` = routed ms / teacher ms (same images, timed side by side)."""
+    ``paired_counts`` of the router's PSNR minus the random router's, per image; ``fixed_at_equal_macs`` (the fixed
+    outputs' PSNR interpolated at the MACs actually run: ``versus_fixed``), ``vs_fixed`` = PSNR minus it,
+    ``images_vs_fixed`` (per image, at its own MACs run), ``fixed_images`` (images where one output ran everywhere);
+    ``time_ratio`` = routed ms / teacher ms (same images, timed side by side)."""
     rows = []
     for dataset in dict.fromkeys(r['dataset'] for r in records):
         exits = sorted((r for r in records if r['dataset'] == dataset and r['kind'] == 'exit'), key=lambda r: r['exit'])
+        bicubic = [r for r in records if r['dataset'] == dataset and r['kind'] == 'bicubic']
         low, high = exits[0]['psnr'], exits[-1]['psnr']
         routed = [r for r in records if r['dataset'] == dataset and r['kind'] == 'routed' and r['budget'] < 1]
         for r in routed:
-            same = 'random' + (BICUBIC_SUFFIX if r['router'].endswith(BICUBIC_SUFFIX) else '')  # same choices
-            rand = next((q for q in routed if q['router'] == same and q['budget'] == r['budget']), None)
-            diffs = [] if rand is None else np.subtract(r['psnr_images'], rand['psnr_images'])
+            plus = r['router'].endswith(BICUBIC_SUFFIX)
+            rand = next((q for q in routed if q['router'] == 'random' + (BICUBIC_SUFFIX if plus else '')
+                         and q['budget'] == r['budget']), None)  # the random router with the same choices
+            level, images = versus_fixed(r, exits + (bicubic if plus else []))
             rows.append({'dataset': dataset, 'router': r['router'], 'budget': r['budget'], 'share': r['share'],
                          'gap_recovered': round((r['psnr'] - low) / (high - low), 3) if high != low else None,
                          'vs_random': None if rand is None else round(r['psnr'] - rand['psnr'], 4),
-                         'images_vs_random': None if rand is None else {
-                             'ahead': int((diffs > 1e-4).sum()), 'tied': int((abs(diffs) <= 1e-4).sum()),
-                             'behind': int((diffs < -1e-4).sum())},
+                         'images_vs_random': None if rand is None else paired_counts(
+                             np.subtract(r['psnr_images'], rand['psnr_images'])),
+                         'fixed_at_equal_macs': round(level, 4), 'vs_fixed': round(r['psnr'] - level, 4),
+                         'images_vs_fixed': images, 'fixed_images': r.get('fixed_images'),
                          'time_ratio': round(r['ms'] / r['teacher_ms'], 3)})
     return rows

@@ -20,10 +20,13 @@ def box_sums(integral, layers, boxes):
             + integral[layers, y0, x0])
 
 
-def allocate_in_context(gains, grid, stages, height, width, budget):
+def allocate_in_context(gains, grid, stages, height, width, budget, start=0, min_ratio=0.0):
     """(levels, MACs estimated, upgrades) for the tiles of ``grid``: the output index of each tile by the greedy of
     the module docstring, its estimated MACs, and the upgrades [(tile, output index)] in the order taken (so a caller
-    can keep a prefix). ``gains``: (tiles, outputs) predicted gains; ``budget``: share of the teacher's MACs.
+    can keep a prefix). ``gains``: (tiles, outputs) predicted gains; ``budget``: share of the teacher's MACs;
+    ``start``: the output index every tile starts from (0: the cheapest; else a fixed output whose context is the
+    whole image, which the greedy upgrades tiles from); ``min_ratio``: the least predicted gain per MAC run an upgrade
+    must bring to be taken.
 
     The masks are kept in units of ``unit`` pixels (2 when both halos and the tiles' starts are even: margins and
     tile edges then fall on units, except tile ends at the image border, rounded up), which makes the estimate 4
@@ -39,10 +42,13 @@ def allocate_in_context(gains, grid, stages, height, width, budget):
     block = stages.block_macs_per_pixel() * unit * unit
     heads = np.array([stages.head_macs_per_pixel(d) for d in depths])
     cap = budget * stages.macs_per_pixel(depths[-1]) * height * width
-    spent = height * width * (stages.trunk_macs_per_pixel() + heads[0])
+    blocks = max(0, depths[start] - first)  # blocks after the trunk that every tile starts with
+    spent = height * width * (stages.trunk_macs_per_pixel() + heads[start] + blocks * stages.block_macs_per_pixel())
     need = np.zeros((depths[-1] - first, rows, cols), bool)  # need[j - first - 1]: features after block j
+    need[:blocks] = True
     integral = np.zeros((len(need), rows + 1, cols + 1), np.int64)
-    level = np.zeros(len(cells), int)
+    integral[:, 1:, 1:] = need.cumsum(1).cumsum(2)
+    level = np.full(len(cells), start)
     sign, limits = np.array([-1, 1, -1, 1]), np.array([rows, rows, cols, cols])
     index = np.arange(len(cells))
 
@@ -59,7 +65,7 @@ def allocate_in_context(gains, grid, stages, height, width, budget):
                                                    * (boxes[..., 3] - boxes[..., 2])).sum(0)))
     upgrades = []
     while True:
-        best, best_ratio = None, 0.0
+        best, best_ratio = None, min_ratio
         for option, boxes, layers, box_area in candidates:
             deeper = level < option
             if not deeper.any():

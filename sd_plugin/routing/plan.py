@@ -20,7 +20,10 @@ class RoutePlan:
     ``depths`` (the network's outputs), ``spent`` (the share of the teacher's MACs on this image that the tiles'
     outputs cost), ``executed`` (the share actually run: ``spent`` plus the context deep tiles read around them and
     the heads' halos; what the budget caps), ``budget``, ``router``, ``note`` (a line when the budget could not be
-    met as asked), ``counts`` {depth: tiles} and ``unit``, what a depth counts (the arch adapter's word)."""
+    met as asked), ``counts`` {depth: tiles}, ``unit``, what a depth counts (the arch adapter's word), ``fixed``
+    (the output that ran on the whole image, when one output ran everywhere; None: a mix ran) and ``versus`` (None,
+    or the comparison ``route_image`` made: the predicted gains of the routed mix, of the mix upgraded from the best
+    fitting fixed output and of that output, and its depth: ``against_fixed``)."""
     grid: list
     route: list
     depths: list
@@ -31,17 +34,20 @@ class RoutePlan:
     note: str = None
     counts: dict = field(default_factory=dict)
     unit: str = 'block'
+    fixed: int = None
+    versus: dict = None
 
 
-def fit_route(stages, gains, grid, budget, height, width, retries=3):
+def fit_route(stages, gains, grid, budget, height, width, retries=3, start=0, min_ratio=0.0):
     """(route, spent, executed, note): the output depth of each tile, the share of the teacher's MACs the tiles'
     own outputs cost, the share actually run (``execute.planned_macs``: context and halos included) and a note.
 
     Budget 1: the teacher everywhere. Below the cheapest output: the cheapest everywhere, and a note saying so.
-    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run). Its estimate leaves crop halos
-    out: when the exact count is over the budget, the greedy runs again with the budget lowered by the excess (up to
-    ``retries`` times), and the longest prefix of the full-budget run's upgrades that fits is found (bisection on
-    the exact count); of these, the one that spends most on the tiles' own outputs."""
+    Otherwise ``context.allocate_in_context`` (greedy by predicted gain per MAC run, at least ``min_ratio``, every
+    tile starting from output index ``start``, which must fit). Its estimate leaves crop halos out: when the exact
+    count is over the budget, the greedy runs again with the budget lowered by the excess (up to ``retries`` times),
+    and the longest prefix of the full-budget run's upgrades that fits is found (bisection on the exact count); of
+    these, the one that spends most on the tiles' own outputs."""
     areas = tile_areas(grid)
     costs = np.array([stages.macs_per_pixel(d) for d in stages.depths])
     teacher = costs[-1] * height * width
@@ -53,13 +59,13 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
 
     if budget >= 1:
         return [stages.depths[-1]] * len(grid), 1.0, 1.0, None
-    cheapest = result(np.zeros(len(grid), int))
-    if budget < costs[0] / costs[-1]:
+    cheapest = result(np.full(len(grid), start))
+    if not needs_gains(stages, budget):
         return (*cheapest[:3], f'budget {budget:g} is below the cheapest output ({costs[0] / costs[-1]:.3f} of the '
                                'teacher): the cheapest output runs everywhere')
     fitting, target, sequence = [cheapest], budget, None
     for attempt in range(retries + 1):
-        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target)
+        levels, _, upgrades = allocate_in_context(gains, grid, stages, height, width, target, start, min_ratio)
         sequence = sequence or upgrades  # the longest: from the full budget
         trial = result(levels)
         if trial[2] <= budget:
@@ -70,7 +76,7 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
         target -= trial[2] - budget
 
     def prefix(n):
-        levels = np.zeros(len(grid), int)
+        levels = np.full(len(grid), start)
         for t, option in sequence[:n]:
             levels[t] = option
         return result(levels)
@@ -85,6 +91,52 @@ def fit_route(stages, gains, grid, budget, height, width, retries=3):
         else:
             high = middle
     return max(fitting, key=lambda r: r[1])  # the most MACs on the tiles' own outputs
+
+
+def needs_gains(stages, budget):
+    """Whether routing under ``budget`` has a choice to make, so needs the router's gains (and an ``edge`` or
+    ``learned`` router its calibration): not at 1 (the teacher everywhere) nor below the cheapest output (it runs
+    everywhere)."""
+    return stages.macs_per_pixel(stages.depths[0]) / stages.macs_per_pixel(stages.depths[-1]) <= budget < 1
+
+
+def best_fixed(stages, gains, grid, budget, height, width):
+    """(depth, predicted gain, slope) of the best fixed output that fits ``budget``: of the outputs that, run on the
+    whole image (exactly, without context), cost at most ``budget``, the one with the most predicted gain (summed
+    over the tiles: ``gains``' column; ties: the cheaper). The cheapest output is always a candidate (``fit_route``
+    runs it when nothing fits). ``slope``: the most predicted gain per MAC that moving the whole image from it to a
+    deeper output would bring (0 when none gains)."""
+    macs = np.array([stages.macs_per_pixel(d) for d in stages.depths]) * height * width
+    totals = gains.sum(0)
+    best = 0
+    for i, depth in enumerate(stages.depths[1:], 1):
+        if macs[i] > budget * macs[-1]:
+            break  # it cannot fit, nor can the deeper ones
+        if planned_macs(stages, grid, [depth] * len(grid), height, width) <= budget * macs[-1] and \
+                totals[i] > totals[best]:
+            best = i
+    slope = max([0.0, *((totals[best + 1:] - totals[best]) / (macs[best + 1:] - macs[best]))])
+    return stages.depths[best], float(totals[best]), float(slope)
+
+
+def against_fixed(stages, gains, grid, budget, height, width):
+    """(the fit to run, versus). Two greedy mixes (``fit_route``), each taking only upgrades that bring at least the
+    predicted gain per MAC of moving the whole image deeper from the best fixed output that fits (``best_fixed``):
+    one from the cheapest output, one from that fixed output, upgrading tiles from it. The one that predicts more
+    gain runs (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
+    or fits, so the plan that runs never predicts less than the best fixed output. ``versus`` = {'mix', 'upgraded',
+    'fixed': the predicted gains of the three, 'depth': the fixed output}."""
+    index = {d: i for i, d in enumerate(stages.depths)}
+
+    def predicted(route):
+        return float(gains[np.arange(len(grid)), [index[d] for d in route]].sum())
+
+    depth, gain, slope = best_fixed(stages, gains, grid, budget, height, width)
+    mix = fit_route(stages, gains, grid, budget, height, width, min_ratio=slope)
+    upgraded = (fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=slope)
+                if index[depth] else mix)  # (from the cheapest output: the same greedy)
+    versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
+    return (mix if versus['mix'] > versus['upgraded'] else upgraded), versus
 
 
 def check_route_tile(stages, tile):
@@ -117,11 +169,15 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     x = stages.prepare(x)  # SwinIR: padded to whole windows; the tiles cover the padded image, the output is cropped
     grid = tile_grid(x.shape[2], x.shape[3], tile)
     trunk = run_trunk(stages, x)
-    if budget >= 1:
-        gains = np.zeros((len(grid), len(stages.depths)))  # the teacher everywhere: nothing to predict
+    if not needs_gains(stages, budget):
+        gains = np.zeros((len(grid), len(stages.depths)))  # one output everywhere: nothing to predict
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
-    route, spent, executed, note = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3])
+    if needs_gains(stages, budget) and router != 'random':  # random: a baseline of random tiles, kept as drawn
+        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3])
+    else:
+        (route, spent, executed, note), versus = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3]), None
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]
     counts = {d: route.count(d) for d in stages.depths}
-    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts, stages.unit)
+    return sr, RoutePlan(grid, route, list(stages.depths), spent, executed, budget, router, note, counts, stages.unit,
+                         route[0] if len(set(route)) == 1 else None, versus)

@@ -45,8 +45,9 @@ def save_route_map(plan, path, lr=None, title=None):
               for d in plan.depths]
     ax.legend(handles=[Patch(color=c, label=t) for c, t in zip(colours, labels)], loc='upper left',
               bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
-    ax.set_title(title or f'router {plan.router}, budget {plan.budget:g}: spent {plan.executed:.3f} of the teacher\'s '
-                 'MACs', fontsize=9)
+    ran = 'the routed mix' if plan.fixed is None else f'{output_name(plan.fixed, plan.depths)} everywhere (fixed)'
+    ax.set_title(title or f'router {plan.router}, budget {plan.budget:g}: {ran} ran, {plan.executed:.3f} of the '
+                 'teacher\'s MACs', fontsize=9)
     try:
         atomic_write(path, lambda f: fig.savefig(f, dpi=100, format='png', bbox_inches='tight'))
     finally:

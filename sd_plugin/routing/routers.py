@@ -16,6 +16,7 @@ from sd_plugin.routing.calibration import all_outputs, edge_gains, learned_gains
 
 ROUTERS = ('edge', 'learned', 'random', 'oracle')
 USER_ROUTERS = ('edge', 'learned')  # the ones that need no ground truth and no dice
+DEFAULT_ROUTER = 'edge'  # sd-upscale's and the Upscaler's
 
 
 def predict_gains(router, stages, x, grid, trunk, calibration=None, gt=None, seed=0):

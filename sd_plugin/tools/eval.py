@@ -57,8 +57,10 @@ PNG (PSNR against MACs) are drawn from those records.
 
 Routing (issue 17): ``sd-eval CKPT --budget 0.6 0.7 0.85 1 --router edge learned random oracle`` evaluates routed
 mixes of one multi-exit checkpoint's outputs instead (``sd_plugin.evaluation.budget``): per set, router and budget,
-the share of the teacher's MACs spent, PSNR / SSIM (this protocol) and CPU ms per image next to the teacher's;
-``--json`` / ``--markdown`` / ``--plot`` (PSNR against the MAC share: fixed exits as points, routers as curves).
+the share of the teacher's MACs spent, PSNR / SSIM (this protocol), the fixed exits' PSNR at the MACs actually run
+(linearly interpolated) and the difference, with the images ahead / tied / behind, and CPU ms per image next to the
+teacher's; ``--json`` / ``--markdown`` / ``--plot`` (PSNR against the MAC share: fixed exits as points, routers as
+curves) / ``--vs-fixed`` (the comparison with the fixed exits alone).
 """
 import argparse
 import json
@@ -130,6 +132,8 @@ def build_parser():
     routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
                          help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
     routing.add_argument('--markdown', default=None, metavar='PATH', help='also write the markdown table here')
+    routing.add_argument('--vs-fixed', default=None, metavar='PATH', help='also write every router and budget '
+                         'against the fixed exits at equal MACs here (JSON; docs/routing/vs_fixed.json)')
     routing.add_argument('--seed', type=int, default=0, help='seed of the random router (default: 0)')
     return parser
 
@@ -140,7 +144,9 @@ def main(argv=None):
     lr_size = parse_size(args.lr_size)
     if args.repeats < 1 or args.warmup < 0:
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
-    plan_outputs({'--json': args.json, '--plot': args.plot, '--markdown': args.markdown},
+    if args.vs_fixed and not args.budget:
+        raise ConfigError(f'--vs-fixed {args.vs_fixed}: compares routed mixes with the fixed exits; it needs --budget')
+    plan_outputs({'--json': args.json, '--plot': args.plot, '--markdown': args.markdown, '--vs-fixed': args.vs_fixed},
                  {'CKPT': args.ckpts, '--data': args.data},
                  args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]})
     apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
@@ -149,7 +155,7 @@ def main(argv=None):
             raise ConfigError(f'--budget: give one multi-exit CKPT ({len(args.ckpts)} given)')
         records = evaluate_budget(args.ckpts[0], args.data, args.sets, args.budget, args.router, args.route_tile,
                                   args.mode, args.param_key, args.seed, progress=not args.quiet)
-        write_budget(records, args.json, args.markdown, args.plot)
+        write_budget(records, args.json, args.markdown, args.plot, args.vs_fixed)
         return
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,
                        args.complexity, args.warmup, args.repeats, progress=not args.quiet, precision=args.precision)

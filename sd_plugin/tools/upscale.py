@@ -53,6 +53,7 @@ from sd_plugin.inference import (
     upscale_array,
 )
 from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
+from sd_plugin.routing.routers import DEFAULT_ROUTER
 from sd_plugin.threads import apply_threads
 from sd_plugin.upscaler import report_route, routed_network
 
@@ -159,7 +160,7 @@ def build_parser():
     routing = parser.add_argument_group('routing (a multi-exit CKPT): each LR tile gets the output a router chose')
     routing.add_argument('--budget', type=float, default=None, metavar='F',
                          help="share of the teacher's MACs to spend, in (0, 1]; replaces --exit and --tile")
-    routing.add_argument('--router', default='edge', choices=['edge', 'learned', 'random'],
+    routing.add_argument('--router', default=DEFAULT_ROUTER, choices=['edge', 'learned', 'random'],
                          help='edge (default) or learned: calibrated by sd-calibrate CKPT; random: for comparison')
     routing.add_argument('--route-tile', type=int, default=DEFAULT_ROUTE_TILE,
                          help=f'routing tile in LR pixels (default: {DEFAULT_ROUTE_TILE})')
