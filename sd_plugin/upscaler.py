@@ -136,11 +136,11 @@ def routed_network(model, loaded, budget, router='edge', route_tile=DEFAULT_ROUT
 def report_route(plans, lr_path, route_map=None, log=print):
     """Print the share a routed image spent (and the budget's note), and draw its route map over the LR image
     ``lr_path`` when ``route_map`` names a PNG. ``plans``: the image's new ``RoutedNetwork.plans`` (the first is
-    its colour channels'; none when it failed)."""
+    its colour channels'; none when it failed). Returns whether it wrote the route map."""
     from sd_plugin.evaluation.protocol import read_image
     from sd_plugin.routing.route_map import save_route_map
     if not plans:
-        return
+        return False
     plan = plans[0]
     log(f'{lr_path}: {describe_plan(plan)}')
     if plan.note:
@@ -148,3 +148,4 @@ def report_route(plans, lr_path, route_map=None, log=print):
     if route_map:
         save_route_map(plan, route_map, read_image(lr_path))
         log(f'wrote {route_map}')
+    return bool(route_map)

@@ -62,7 +62,8 @@ def main(argv=None):
             raise ConfigError(f'--threads {args.threads}: must be >= 1')
         torch.set_num_threads(args.threads)
     out = routing_path(args.ckpt)
-    plan_outputs({'CKPT.routing.json': out}, {'CKPT': args.ckpt, '--data': args.data}, args.overwrite)
+    plan_outputs({'CKPT.routing.json': out}, {'CKPT': args.ckpt, '--data': args.data}, args.overwrite, tool=PROG,
+                 companions=False)
     net, info = load_sr_network(args.ckpt, param_key=args.param_key)
     stages = staged(net)
     paths = image_files(args.data)

@@ -71,7 +71,7 @@ def main(argv=None):
     models = [parse_model(m) for m in args.model]
     check_names([name for name, _, _ in models])
     plan_outputs({'--out': args.out}, {'--hr': args.hr, '--lr': args.lr, '--model': [ckpt for _, ckpt, _ in models]},
-                 args.overwrite)
+                 args.overwrite, tool=PROG)
     try:
         check_writable(np.zeros((1, 1, 3), np.uint8), osp.splitext(args.out)[1] or '(no extension)')
     except ConfigError as err:

@@ -141,7 +141,8 @@ def main(argv=None):
         raise ConfigError('--repeats must be >= 1 and --warmup >= 0')
     plan_outputs({'--json': args.json, '--plot': args.plot, '--markdown': args.markdown},
                  {'CKPT': args.ckpts, '--data': args.data},
-                 args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]})
+                 args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]},
+                 tool='sd-eval')
     apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
     if args.budget:  # routed mixes of one multi-exit checkpoint's outputs
         if len(args.ckpts) != 1:

@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx file')
     args = parser.parse_args(argv)
     plan_outputs({'--out': args.out, '--onnx': args.onnx, '--safetensors': args.safetensors}, {'CKPT': args.ckpt},
-                 args.overwrite)
+                 args.overwrite, tool='sd-export')
     if args.onnx:
         try:
             import onnx  # noqa: F401  (fail before writing anything)

@@ -231,11 +231,12 @@ def main(argv=None):
     suffix = args.suffix.replace('{scale}', str(info['scale']))
 
     inputs, failures, own = expand_inputs(args.inputs)
+    outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
     if args.route_map:
         if args.budget is None or len(inputs) != 1:
             raise ConfigError(f'--route-map {args.route_map}: needs --budget and one input image ({len(inputs)} given)')
-        plan_outputs({'--route-map': args.route_map}, {'INPUT': inputs, '--model': args.model}, args.overwrite)
-    outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
+        plan_outputs({'--route-map': args.route_map}, {'INPUT': inputs, '--model': args.model}, args.overwrite,
+                     tool=PROG, others={'the upscaled image': outputs})
     if suffix == '' and osp.isdir(args.out):
         for path, out in zip(inputs, outputs):
             if osp.exists(out) and file_id(out) == file_id(path):
@@ -254,14 +255,14 @@ def main(argv=None):
         print(f'{PROG}: error: {message}', file=sys.stderr)
     batch = Batch(failures)
     plan = plan_batch(inputs, outputs, args, batch)
-    start = time.perf_counter()
+    start, mapped = time.perf_counter(), False
     bar = tqdm(plan, desc=PROG, unit='image', file=sys.stderr, disable=True if args.quiet or len(plan) < 2 else None)
     try:
         for path, out in bar:
             routed_before = len(net.plans) if args.budget is not None else 0
             upscale_one(path, out, net, info, device, args, batch)
             if args.budget is not None:
-                report_route(net.plans[routed_before:], path, args.route_map, log=tqdm.write)
+                mapped |= report_route(net.plans[routed_before:], path, args.route_map, log=tqdm.write)
             batch.done += 1
     except KeyboardInterrupt:
         bar.close()
@@ -269,6 +270,8 @@ def main(argv=None):
               f'{len(plan) - batch.done} not done', file=sys.stderr)
         sys.exit(130)
     bar.close()
+    if args.route_map and not mapped:  # its image was skipped or failed: said, not silently left out
+        batch.fail(f'--route-map {args.route_map}: not written, as its image was not upscaled')
     summary = (f'{PROG}: {batch.written} written, {batch.skipped} skipped (existing), {len(failures)} failed, in '
                f'{time.perf_counter() - start:.1f} s')
     if failures:
