@@ -128,12 +128,14 @@ def export(ckpt_path, depth, out_path, param_key=None, network_opt=None):
     ``network_opt``: the network_g the checkpoint was trained with, needed only for a MultiExitSR without exits
     (its checkpoint is the stock arch's alone). Returns that network_g (dict).
     """
-    from sd_plugin.archs.multi_exit_arch import build_stock
+    from sd_plugin.archs.multi_exit_arch import build_stock, options_from_state_dict
     ckpt = load_checkpoint(ckpt_path)
     if param_key is not None:
         sources = {'params': param_key}
     else:
         sources = {key: key for key in PARAM_KEYS if key in ckpt} or {'params': 'params'}
+    for src in sources.values():  # the saved wrapper options, checked as an input
+        options_from_state_dict(params(ckpt, src, ckpt_path), f'{ckpt_path} [{src}]')
     result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth, network_opt)
               for dst, src in sources.items()}
     arch = student_arch(params(ckpt, sources['params'], ckpt_path), depth, network_opt)

@@ -17,12 +17,13 @@ from sd_plugin.errors import ConfigError
 APPROX_PAD = 16  # LR pixels of padding for archs without a finite receptive field (rounded up to whole windows)
 
 
-def wrapped_options(ckpt, state):
+def wrapped_options(ckpt, state, path=None):
     """``{'arch': stock network_g, 'exits': [...]}`` when ``state`` comes from a MultiExitSR (options saved in it)
     or is a student that sd-export cut out of one (its ``sd_plugin.arch`` names a type other than MSRResNet, which
-    keeps its SRResNet path); else None."""
+    keeps its SRResNet path); else None. ``path``: the file, whose saved options are checked
+    (``options_from_state_dict``)."""
     from sd_plugin.archs.multi_exit_arch import options_from_state_dict
-    options = options_from_state_dict(state)
+    options = options_from_state_dict(state, path)
     if options is not None:
         return options
     arch = (ckpt.get('sd_plugin') or {}).get('arch') if isinstance(ckpt, dict) else None

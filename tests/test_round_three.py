@@ -101,3 +101,59 @@ def test_concurrent_writers_keep_every_entry_of_the_list(tmp_path):
         worker.join()
     assert written_by(str(tmp_path), 'sd-upscale') == {f'{i}.png' for i in range(60)}
     assert os.listdir(tmp_path) == ['.sd-upscale.written']  # no lock file left behind
+
+
+# ------------------------------------------------------------------------------------- 3. saved wrapper options
+
+
+def saved_option_faults(good):
+    """{fault: the multi_exit_options value, or None to remove it} of a MultiExitSR(EDSR) state dict ``good``."""
+    from sd_plugin.archs.multi_exit_arch import OPTIONS_KEY
+    options = json.loads(bytes(good[OPTIONS_KEY].tolist()))
+
+    def encoded(value):
+        return torch.tensor(list(json.dumps(value).encode()), dtype=torch.uint8)
+    return {'missing, but the weights hold exit heads': None,
+            'not JSON (truncated or damaged)': good[OPTIONS_KEY][:20],
+            'must be the JSON of the wrapper\'s options as a 1-D uint8 tensor': good[OPTIONS_KEY].float(),
+            'must be {"arch"': encoded([options]),
+            'exits=\'one\': must be a list': encoded({**options, 'exits': 'one'}),
+            'MultiExitSR has no adapter for it': encoded({**options, 'arch': {**options['arch'], 'type': 'SRVGG'}}),
+            'but the weights are another arch\'s or width': encoded(
+                {**options, 'arch': {**options['arch'], 'type': 'RCAN', 'num_group': 3, 'squeeze_factor': 4}}),
+            'another arch\'s or width (body.0.conv1.bias: (8,) in the weights, (16,)': encoded(
+                {**options, 'arch': {**options['arch'], 'num_feat': 16}}),
+            'names a EDSR of 4 blocks, the weights hold 3': encoded({**options, 'arch': {**options['arch'],
+                                                                                        'num_block': 4}}),
+            'names exits [1], the weights hold exit heads [1, 2]': encoded({**options, 'exits': [1]})}
+
+
+def test_saved_wrapper_options_are_checked_by_every_tool_in_one_line(tmp_path, capsys):
+    """A MultiExitSR checkpoint whose multi_exit_options were removed, truncated, retyped or point at another arch,
+    width, depth or exits: sd-export, sd-upscale, sd-eval and sd-calibrate each refuse it in one line naming the file
+    and the key."""
+    from sd_plugin.archs.multi_exit_arch import OPTIONS_KEY, MultiExitSR
+    from sd_plugin.tools.calibrate import main as calibrate_main
+    from sd_plugin.tools.eval import main as eval_main
+    from sd_plugin.tools.export import main as export_main
+    from sd_plugin.tools.upscale import main as upscale_main
+    torch.manual_seed(0)
+    good = MultiExitSR(dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=3, upscale=4),
+                       exits=[1, 2]).state_dict()
+    cv2.imwrite(str(tmp_path / 'lr.png'), np.zeros((8, 8, 3), np.uint8))
+    tools = {'sd-export': (export_main, ['--exit', '1', '--out', str(tmp_path / 's.pth')]),
+             'sd-upscale': (upscale_main, [str(tmp_path / 'lr.png'), '--model'], ['--out', str(tmp_path / 'up')]),
+             'sd-eval': (eval_main, ['--sets']),
+             'sd-calibrate': (calibrate_main, ['--data', str(tmp_path)])}
+    for i, (message, value) in enumerate(saved_option_faults(good).items()):
+        state = {k: v for k, v in good.items() if k != OPTIONS_KEY}
+        if value is not None:
+            state[OPTIONS_KEY] = value
+        path = str(tmp_path / f'bad{i}.pth')
+        torch.save({'params': state}, path)
+        for prog, (main, *args) in tools.items():
+            argv = [*args[0], path, *args[1]] if len(args) == 2 else [path, *args[0]]
+            code, _, err = run_main(main, argv, capsys)
+            assert code == 2 and one_line(err, prog, f'bad{i}.pth') and f'{OPTIONS_KEY}: ' in err, (prog, err)
+            assert message in err, (prog, message, err)
+    assert not os.path.exists(tmp_path / 's.pth') and not os.path.exists(tmp_path / 'up')

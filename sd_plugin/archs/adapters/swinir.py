@@ -10,6 +10,12 @@ from sd_plugin.errors import ConfigError
 
 from .base import Adapter, register_adapter
 
+UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
 
 @register_adapter('SwinIR')
 class SwinIRAdapter(Adapter):
@@ -26,6 +32,23 @@ class SwinIRAdapter(Adapter):
             raise ConfigError(f'network_g.arch: num_heads={list(heads)} and depths={list(depths)} have unequal '
                               f'lengths ({len(heads)} != {len(depths)}); each RSTB layer needs one of each, and '
                               'exit k is SwinIR(depths=depths[:k], num_heads=num_heads[:k])')
+        window, size, dim = arch_opt['window_size'], arch_opt['img_size'], arch_opt['embed_dim']
+        if not _count(window):
+            raise ConfigError(f'network_g.arch.window_size={window!r}: must be a whole number >= 1')
+        for side in size if isinstance(size, (list, tuple)) else [size]:
+            if not _count(side) or side % window:
+                raise ConfigError(f'network_g.arch.img_size={size!r}: must be a positive multiple of window_size='
+                                  f'{window} (the attention masks are built for whole windows)')
+        for head in heads:
+            if not _count(head) or not _count(dim) or dim % head:
+                raise ConfigError(f'network_g.arch.num_heads={list(heads)}: each must divide embed_dim={dim!r}')
+        upsampler, scale = arch_opt['upsampler'], arch_opt['upscale']
+        if upsampler not in UPSAMPLERS:
+            raise ConfigError(f'network_g.arch.upsampler={upsampler!r}: must be one of '
+                              f'{", ".join(map(repr, UPSAMPLERS))} (another value runs as \'\', x1)')
+        if (upsampler == '') != (scale == 1) or (upsampler == 'nearest+conv' and scale != 4):
+            need = {'': 'upscale 1', 'nearest+conv': 'upscale 4'}.get(upsampler, 'an upscale > 1')
+            raise ConfigError(f'network_g.arch.upsampler={upsampler!r} with upscale={scale!r}: it needs {need}')
 
     def depth(self, arch_opt):
         return len(arch_opt['depths'])
