@@ -87,7 +87,8 @@ class Upscaler:
                 raise ConfigError(f'--tile {tile} and --budget: the routed run tiles by --route-tile (give --tile 0)')
             stages = staged(self.net)
             check_route_tile(stages, route_tile)
-            calibration = load_calibration(model, stages.depths) if router in USER_ROUTERS else None
+            calibration = (load_calibration(model, stages.depths, self.info.get('param_key')) if router in USER_ROUTERS
+                           else None)
             if bicubic:
                 stages = WithBicubic(stages)
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,

@@ -157,3 +157,84 @@ def test_saved_wrapper_options_are_checked_by_every_tool_in_one_line(tmp_path, c
             assert code == 2 and one_line(err, prog, f'bad{i}.pth') and f'{OPTIONS_KEY}: ' in err, (prog, err)
             assert message in err, (prog, message, err)
     assert not os.path.exists(tmp_path / 's.pth') and not os.path.exists(tmp_path / 'up')
+
+
+# ------------------------------------------------------------------------------------- 2. calibration files
+
+
+def calibration_faults(bins):
+    """{fault: (edit of the calibration record, the words of its one line)} of a calibration with ``bins`` edge bins
+    of a network with 2 outputs, 8 features and a learned router of 2 hidden units."""
+    def setting(*keys, value):
+        def edit(record):
+            target = record
+            for key in keys[:-1]:
+                target = target[key]
+            if value is KeyError:
+                del target[keys[-1]]
+            else:
+                target[keys[-1]] = value(target[keys[-1]]) if callable(value) else value
+            return record
+        return edit
+    return {'a list for the whole file': (lambda record: [record], 'not a calibration (a JSON object expected'),
+            'edge missing': (setting('edge', value=KeyError), 'edge.bin_edges: must be n numbers'),
+            'learned missing': (setting('learned', value=KeyError), 'learned.hidden: must be a whole number'),
+            'gain table of the wrong shape': (setting('edge', 'gain', value=lambda t: [row[:1] for row in t]),
+                                              f'edge.gain: must be {bins} x 2 numbers'),
+            'gain table ragged': (setting('edge', 'gain', value=lambda t: [t[0][:1], *t[1:]]), 'edge.gain: must be'),
+            'NaN in the gain table': (setting('edge', 'gain', value=lambda t: [[float('nan')] * 2] + t[1:]),
+                                      'edge.gain: holds NaN or Inf'),
+            'bin edges descending': (setting('edge', 'bin_edges', value=lambda e: e[::-1] if len(set(e)) > 1 else
+                                             [1.0, 0.5, 0.0]), 'edge.bin_edges: must be ascending'),
+            'bicubic table short': (setting('edge', 'bicubic', value=lambda t: t[:1]),
+                                    f'edge.bicubic: must be {bins} numbers'),
+            'learned inputs of another size': (setting('learned', 'inputs_mean', value=lambda m: m[:-1]),
+                                               'learned.inputs_std: must be 16 numbers'),
+            'learned weights of another size': (setting('learned', 'state', 'layers.2.weight',
+                                                        value=lambda w: [row[:1] for row in w]),
+                                                'learned.state: layers.2.weight: must be 1 x 2 numbers'),
+            'learned state without a key': (setting('learned', 'state', 'layers.0.bias', value=KeyError),
+                                             'learned.state: must hold layers.0.weight'),
+            'learned hidden a string': (setting('learned', 'hidden', value='2'), "learned.hidden: must be a whole "
+                                        "number >= 1, found '2'"),
+            'zero std': (setting('learned', 'target_std', value=lambda s: [0.0] * len(s)),
+                         'learned.target_std: holds values <= 0'),
+            'Infinity in mean_gain': (setting('mean_gain', value=lambda m: [float('inf')] * len(m)),
+                                      'mean_gain: holds NaN or Inf'),
+            'mean_bicubic a list': (setting('mean_bicubic', value=[1.0]), 'mean_bicubic: must be a number (0-D)'),
+            'another param key': (setting('param_key', value='params_ema'), 'param_key: calibrated on the weights '
+                                  'params_ema, this run uses params')}
+
+
+def test_a_calibration_file_is_checked_on_load_in_one_line_naming_the_key(ckpt, tmp_path, capsys):
+    """sd-calibrate's file, edited as a user or another version could: every tool that routes with it (sd-upscale,
+    sd-eval --budget) refuses it in one line naming the file and the key; NaN is never taken; a calibration fitted
+    on other weights (--param-key) is refused."""
+    from sd_plugin.routing.calibration import load_calibration
+    from sd_plugin.tools.calibrate import main as calibrate_main
+    from sd_plugin.tools.eval import main as eval_main
+    (tmp_path / 'hr').mkdir()
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / 'hr' / f'{i}.png'), np.random.default_rng(i).integers(0, 256, (32, 48, 3),
+                                                                                      dtype=np.uint8))
+    code, _, err = run_main(calibrate_main, [ckpt, '--data', str(tmp_path / 'hr'), '--route-tile', '4', '--steps',
+                                             '20', '--bins', '3', '--hidden', '2', '--quiet'], capsys)
+    assert code == 0, err
+    good = json.load(open(routing_path(ckpt)))
+    bins = len(good['edge']['gain'])
+    assert bins > 1 and good['param_key'] == 'params'
+    routed = ['--budget', '0.8', '--router', 'edge', '--route-tile', '8']
+    for fault, (edit, message) in calibration_faults(bins).items():
+        with open(routing_path(ckpt), 'w') as f:
+            json.dump(edit(json.loads(json.dumps(good))), f)
+        with pytest.raises(Exception) as raised:
+            load_calibration(ckpt, [2, 4], 'params')
+        assert type(raised.value).__name__ == 'ConfigError' and message in str(raised.value), (fault, raised.value)
+        assert str(raised.value).startswith(routing_path(ckpt) + ': '), fault
+        if fault in ('edge missing', 'NaN in the gain table', 'another param key'):
+            code, _, err = upscale([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'up'),
+                                    '--tile', '0', *routed], capsys)
+            assert code == 2 and one_line(err, 'sd-upscale', message), (fault, err)
+            code, _, err = run_main(eval_main, [ckpt, '--sets', *routed[:2], '--router', 'edge', '--quiet'], capsys)
+            assert code == 2 and one_line(err, 'sd-eval', message), (fault, err)
+    assert not (tmp_path / 'up').exists()

@@ -68,7 +68,8 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     stages = staged(net)
     check_route_tile(stages, route_tile)
     bases = {r: r.removesuffix(BICUBIC_SUFFIX) for r in routers}
-    calibration = load_calibration(ckpt, stages.depths) if set(bases.values()) & set(USER_ROUTERS) else None
+    calibration = (load_calibration(ckpt, stages.depths, info['param_key']) if set(bases.values()) & set(USER_ROUTERS)
+                   else None)
     with_bicubic = WithBicubic(stages) if any(r.endswith(BICUBIC_SUFFIX) for r in routers) else None
     scale, teacher = stages.scale, stages.depths[-1]
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
