@@ -80,12 +80,11 @@ def tile_multiple(net):
 
 def tile_padding(net, depth):
     """Default tile padding of a wrapped ``net`` at ``depth``: its receptive field (exact tiling), or, for an arch
-    without one, ``APPROX_PAD`` rounded up to whole windows."""
+    without one, ``APPROX_PAD``; rounded up to a multiple of ``tile_multiple`` (whole windows, whole unshuffled
+    pixels)."""
     field = net.adapter.receptive_field(net.stock, depth)
-    if field is not None:
-        return field
     multiple = tile_multiple(net)
-    return math.ceil(APPROX_PAD / multiple) * multiple
+    return math.ceil((APPROX_PAD if field is None else field) / multiple) * multiple
 
 
 def align_tile(net, tile):

@@ -238,3 +238,94 @@ def test_a_calibration_file_is_checked_on_load_in_one_line_naming_the_key(ckpt, 
             code, _, err = run_main(eval_main, [ckpt, '--sets', *routed[:2], '--router', 'edge', '--quiet'], capsys)
             assert code == 2 and one_line(err, 'sd-eval', message), (fault, err)
     assert not (tmp_path / 'up').exists()
+
+
+# ------------------------------------------------------------------------------------- 5. one bad image, a batch
+
+
+def wrapped_ckpt(tmp_path, name, arch):
+    from sd_plugin.archs.multi_exit_arch import MultiExitSR
+    torch.manual_seed(0)
+    path = str(tmp_path / f'{name}.pth')
+    torch.save({'params': lively(MultiExitSR(arch, exits=[1])).state_dict()}, path)
+    return path
+
+
+RRDB = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=2, num_grow_ch=4)
+SWINIR = dict(type='SwinIR', img_size=8, window_size=4, embed_dim=12, depths=[1, 1], num_heads=[2, 2], mlp_ratio=2,
+              upscale=4, upsampler='pixelshuffledirect')
+
+
+def test_odd_and_tiny_images_are_upscaled_by_every_arch(tmp_path, capsys):
+    """RRDBNet x1 and x2 (pixel-unshuffle) on odd sides, SwinIR on images smaller than a window: each is written at
+    scale x its size, and RRDBNet's tiles (aligned to the unshuffle) equal its whole-image pass."""
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    sizes = {'odd': (15, 21), 'line': (1, 5), 'pixel': (1, 1), 'even': (12, 16)}
+    rng = np.random.default_rng(0)
+    for name, size in sizes.items():
+        cv2.imwrite(str(folder / f'{name}.png'), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    models = {'rrdb1': (dict(RRDB, scale=1), 1), 'rrdb2': (dict(RRDB, scale=2), 2), 'swinir': (SWINIR, 4)}
+    for name, (arch, scale) in models.items():
+        ckpt = wrapped_ckpt(tmp_path, name, arch)
+        for tile in ('0', '6'):
+            out = tmp_path / f'{name}_{tile}'
+            code, _, err = upscale([str(folder), '--model', ckpt, '--out', str(out), '--tile', tile], capsys)
+            assert code == 0, (name, err)
+            for image, (height, width) in sizes.items():
+                assert cv2.imread(str(out / f'{image}_x{scale}.png')).shape == (height * scale, width * scale, 3)
+        if name.startswith('rrdb'):
+            whole, tiled = (cv2.imread(str(tmp_path / f'{name}_{t}' / 'odd_x{}.png'.format(scale))).astype(int)
+                            for t in '06')
+            assert np.abs(whole - tiled).max() <= 1, name
+
+
+def test_an_image_the_network_cannot_take_is_one_line_and_the_batch_goes_on(tmp_path, capsys, monkeypatch, ckpt):
+    """Any error of the network on one image (here: a shape it cannot take) fails that image in one line; the
+    others are written, and the exit status is 1."""
+    from sd_plugin.tools import upscale as tool
+    real = tool.upscale_array
+
+    def picky(net, img, *args, **kwargs):
+        if img.shape[0] == 7:
+            raise RuntimeError('Padding size should be less than the corresponding input dimension\nmore')
+        return real(net, img, *args, **kwargs)
+    monkeypatch.setattr(tool, 'upscale_array', picky)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for name, height in (('a', 8), ('b', 7), ('c', 9)):
+        cv2.imwrite(str(folder / f'{name}.png'), np.zeros((height, 8, 3), np.uint8))
+    code, _, err = upscale([str(folder), '--model', ckpt, '--out', str(tmp_path / 'out')], capsys)
+    assert code == 1 and sorted(os.listdir(tmp_path / 'out')) == ['.sd-upscale.written', 'a_x4.png', 'c_x4.png']
+    failed = [line for line in err.splitlines() if 'error' in line]
+    assert len(failed) == 1 and 'b.png: the network cannot upscale this 8x7 image (RuntimeError: Padding' in failed[0]
+
+
+def test_routing_an_rrdbnet_x2_is_refused_in_one_line_before_the_mac_count(tmp_path, capsys):
+    """sd-calibrate and sd-eval --budget on an RRDBNet x2 (its trunk runs at half the LR resolution): the one-line
+    refusal, not a traceback from counting MACs on the unshuffled channels."""
+    from sd_plugin.tools.calibrate import main as calibrate_main
+    from sd_plugin.tools.eval import main as eval_main
+    ckpt = wrapped_ckpt(tmp_path, 'rrdb2', dict(RRDB, scale=2))
+    message = 'a RRDBNet trunk does not keep the LR resolution'
+    code, _, err = run_main(calibrate_main, [ckpt, '--data', str(tmp_path)], capsys)
+    assert code == 2 and one_line(err, 'sd-calibrate', message), err
+    code, _, err = run_main(eval_main, [ckpt, '--sets', '--budget', '0.5', '--router', 'random', '--quiet'], capsys)
+    assert code == 2 and one_line(err, 'sd-eval', message), err
+
+
+# ------------------------------------------------------------------------------------- 7. Ctrl-C
+
+
+def test_sd_calibrate_interrupted_is_one_line_and_writes_nothing(ckpt, tmp_path, capsys, monkeypatch):
+    from sd_plugin.tools import calibrate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(calibrate, 'collect_samples', interrupted)
+    cv2.imwrite(str(tmp_path / 'hr.png'), np.zeros((16, 16, 3), np.uint8))
+    code, out, err = run_main(calibrate.main, [ckpt, '--data', str(tmp_path), '--quiet'], capsys)
+    assert code == 130 and err.strip().splitlines() == [
+        'sd-calibrate: interrupted; every file is written whole or not at all, so what it had not yet written is '
+        'simply absent'], err
+    assert not os.path.exists(routing_path(ckpt))

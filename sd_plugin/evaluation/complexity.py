@@ -13,6 +13,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
+def image_channels(net):
+    """Channels of the images ``net`` takes: a wrapped arch's ``num_in_ch`` / ``in_chans`` (RRDBNet's first conv
+    takes its pixel-unshuffled input, 4 or 16 times as many), else its first convolution's."""
+    arch = getattr(net, 'arch_opt', None)
+    if arch is not None:
+        return arch.get('num_in_ch', arch.get('in_chans', 3))
+    return net.conv_first.in_channels
+
+
 def count_macs(net, depth, lr_size):
     """Multiply-accumulates of ``net`` on one ``lr_size`` = (W, H) input, counted by
     ``torch.utils.flop_counter.FlopCounterMode`` (FLOPs / 2) on a meta-device copy (no compute).
@@ -20,7 +29,7 @@ def count_macs(net, depth, lr_size):
     ``depth``: an output of an SRResNetMultiExit, run as ``forward_exits(x, [depth])`` (only the first ``depth``
     blocks); None: plain ``net(x)`` (any network, e.g. a stock ``MSRResNet``)."""
     meta = copy.deepcopy(net).to('meta')
-    x = torch.empty(1, net.conv_first.in_channels, lr_size[1], lr_size[0], device='meta')
+    x = torch.empty(1, image_channels(net), lr_size[1], lr_size[0], device='meta')
     with FlopCounterMode(display=False) as counter:
         if depth is None:
             meta(x)
@@ -33,7 +42,7 @@ def count_macs(net, depth, lr_size):
 def cpu_latency(net, depth, lr_size, warmup=1, repeats=5):
     """Median wall time (ms) of ``net.forward_exits(x, [depth])`` on a random ``lr_size`` = (W, H) CPU input, over
     ``repeats`` runs after ``warmup`` runs, with the current ``torch.get_num_threads()``."""
-    x = torch.rand(1, net.conv_first.in_channels, lr_size[1], lr_size[0])
+    x = torch.rand(1, image_channels(net), lr_size[1], lr_size[0])
     for _ in range(warmup):
         net.forward_exits(x, [depth])
     times = []

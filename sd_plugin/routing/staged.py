@@ -160,11 +160,17 @@ class StagedMultiExit(Staged):
     trims its margins at the end."""
 
     def __init__(self, net):
+        from sd_plugin.evaluation.complexity import image_channels
         from sd_plugin.wrapped_network import tile_multiple, tile_padding
         adapter, stock = net.adapter, net.stock
-        super().__init__(net)
         self.adapter, self.stock = adapter, stock
         self.tile_multiple = tile_multiple(net)
+        side = max(8, self.tile_multiple)
+        probe = torch.zeros(1, image_channels(net), side, side)
+        if self.stem(probe).shape[-2:] != probe.shape[-2:]:  # before anything else runs the network
+            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk does not keep the LR resolution, so it '
+                              'cannot be cut into LR tiles')
+        super().__init__(net)
         fields = [adapter.receptive_field(stock, d) for d in (0, 1)]
         if None in fields:
             self.exact = False
@@ -175,11 +181,6 @@ class StagedMultiExit(Staged):
                          'everywhere, is the whole-image pass)')
         else:
             self.block_halo, self.head_halo = fields[1] - fields[0], fields[0]
-        side = max(8, self.tile_multiple)
-        probe = torch.zeros(1, stock.conv_first.in_channels, side, side)
-        if self.stem(probe).shape[-2:] != probe.shape[-2:]:
-            raise ConfigError(f'--budget: a {net.arch_opt["type"]} trunk does not keep the LR resolution, so it '
-                              'cannot be cut into LR tiles')
         meta = copy.deepcopy(net).to('meta')
         with FlopCounterMode(display=False) as counter:
             meta.adapter.stem(meta.stock, torch.empty(1, probe.shape[1], *PROBE, device='meta'))

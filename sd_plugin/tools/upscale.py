@@ -337,12 +337,12 @@ def upscale_one(path, out, net, info, device, args, batch):
         batch.fail(str(err))
         return
     grey_alpha = img.ndim == 3 and img.shape[2] == 2
+    height, width = img.shape[:2]
     try:
         check_writable(img, osp.splitext(out)[1])
         too_large = output_too_large(img, info['scale'])
         if too_large:
             raise ConfigError(too_large)
-        height, width = img.shape[:2]
         tiles = count_tiles(height, width, args.tile) * (2 if img.ndim == 3 and img.shape[2] in (2, 4)
                                                          and args.alpha == 'network' else 1)
         with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, file=sys.stderr,
@@ -357,9 +357,11 @@ def upscale_one(path, out, net, info, device, args, batch):
     except (MemoryError, torch.OutOfMemoryError) as err:
         batch.fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
         return
-    except RuntimeError as err:
+    except RuntimeError as err:  # out of memory, or a network that cannot take this image: one line, the batch goes on
         if 'memory' not in str(err):
-            raise
+            batch.fail(f'{path}: the network cannot upscale this {width}x{height} image ({type(err).__name__}: '
+                       f'{str(err).strip().splitlines()[0][:200] if str(err).strip() else "no message"})')
+            return
         batch.fail(f'{path}: out of memory ({allocation(str(err))}); try a smaller --tile')
         return
     try:

@@ -66,8 +66,8 @@ class SwinIRAdapter(Adapter):
         pad_h, pad_w = -height % multiple, -width % multiple
         net.mean = net.mean.type_as(x)
         x = (x - net.mean) * net.img_range
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), 'reflect')
+        if pad_h or pad_w:  # reflect needs more pixels than it pads: an image smaller than that is replicated
+            x = F.pad(x, (0, pad_w, 0, pad_h), 'reflect' if pad_h < height and pad_w < width else 'replicate')
         first = net.conv_first(x)
         x_size = (first.shape[2], first.shape[3])
         tokens = net.patch_embed(first)
