@@ -201,7 +201,11 @@ def written_by(folder, tool):
 def _locked(folder):
     """An exclusive ``flock`` on ``folder`` itself for the block (no lock file is left behind): runs that update
     one folder's list one after the other, so none loses another's entries."""
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder one may write in but not read: no lock to take (the list is still written whole)
+        yield
+        return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

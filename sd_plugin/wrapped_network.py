@@ -26,7 +26,8 @@ def wrapped_options(ckpt, state, path=None):
     options = options_from_state_dict(state, path)
     if options is not None:
         return options
-    arch = (ckpt.get('sd_plugin') or {}).get('arch') if isinstance(ckpt, dict) else None
+    meta = ckpt.get('sd_plugin') if isinstance(ckpt, dict) else None  # sd-export's record, an input too
+    arch = meta.get('arch') if isinstance(meta, dict) else None
     if isinstance(arch, dict) and arch.get('type') not in (None, 'MSRResNet'):
         return {'arch': arch, 'exits': []}
     return None

@@ -99,8 +99,10 @@ TINY_ARCHS = {'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_fea
 
 
 def wrapped(base='EDSR', **arch):
-    """A case editor: network_g becomes a MultiExitSR around a tiny ``base`` (exit 1 of 2 units), with ``arch``."""
-    return set_('network_g', {'type': 'MultiExitSR', 'exits': [1], 'arch': {**TINY_ARCHS[base], **arch}})
+    """A case editor: network_g becomes a MultiExitSR around a tiny ``base`` (exit 1 of 2 units), with ``arch``
+    (None: the key left out)."""
+    arch = {key: value for key, value in {**TINY_ARCHS[base], **arch}.items() if value is not None}
+    return set_('network_g', {'type': 'MultiExitSR', 'exits': [1], 'arch': arch})
 
 
 def swinir(**arch):
@@ -273,6 +275,10 @@ CASES = {
                                  "one of 'pixelshuffle', 'pixelshuffledirect', 'nearest+conv', ''"),
     'SwinIR x1 upsampler at x4': (swinir(upsampler=''), "network_g.arch.upsampler='' with upscale=4: it needs "
                                   'upscale 1'),
+    'RRDBNet scale 3 (silently x4)': (wrapped(type='RRDBNet', scale=3, num_grow_ch=4, upscale=None),
+                                      'network_g.arch.scale=3: RRDBNet upscales by 1, 2 or 4'),
+    'wrapped MSRResNet upscale 5': (wrapped(type='MSRResNet', upscale=5),
+                                    'network_g.arch.upscale=5: MSRResNet upscales by 2, 3 or 4'),
     'wrapped num_in_ch against RGB data': (wrapped(type='MSRResNet', num_in_ch=1),
                                            'network_g.arch.num_in_ch=1: datasets.train gives 3-channel images'),
     'num_in_ch against RGB data': (set_('network_g:num_in_ch', 1),

@@ -329,3 +329,24 @@ def test_sd_calibrate_interrupted_is_one_line_and_writes_nothing(ckpt, tmp_path,
         'sd-calibrate: interrupted; every file is written whole or not at all, so what it had not yet written is '
         'simply absent'], err
     assert not os.path.exists(routing_path(ckpt))
+
+
+def test_a_checkpoint_that_is_neither_layout_is_one_line_in_every_tool(tmp_path, capsys):
+    """A stock EDSR checkpoint (no saved options, no SRResNet head), one whose sd-export record is not a mapping, and
+    one whose params are not a state dict: sd-export and sd-upscale refuse each in one line naming the file."""
+    from basicsr.archs.edsr_arch import EDSR
+
+    from sd_plugin.tools.export import main as export_main
+    state = EDSR(3, 3, num_feat=8, num_block=2, upscale=4).state_dict()
+    cases = {'stock.pth': ({'params': state}, 'not an MSRResNet / SRResNetMultiExit state dict'),
+             'record.pth': ({'params': state, 'sd_plugin': [1]}, 'not an MSRResNet / SRResNetMultiExit state dict'),
+             'tensor.pth': ({'params': torch.zeros(3)}, 'not a state dict')}
+    cv2.imwrite(str(tmp_path / 'lr.png'), np.zeros((8, 8, 3), np.uint8))
+    for name, (ckpt, message) in cases.items():
+        torch.save(ckpt, tmp_path / name)
+        code, _, err = run_main(export_main, [str(tmp_path / name), '--exit', '1', '--out', str(tmp_path / 'o.pth')],
+                                capsys)
+        assert code == 2 and one_line(err, 'sd-export', message) and name in err, err
+        code, _, err = upscale([str(tmp_path / 'lr.png'), '--model', str(tmp_path / name), '--out',
+                                str(tmp_path / 'up')], capsys)
+        assert code == 2 and one_line(err, 'sd-upscale', message) and name in err, err

@@ -6,6 +6,8 @@ Real-ESRGAN's inference pads) and the tail crops the output back; tiles start at
 from basicsr.archs.arch_util import pixel_unshuffle
 from torch.nn import functional as F
 
+from sd_plugin.errors import ConfigError
+
 from .base import Adapter, register_adapter
 
 
@@ -16,6 +18,11 @@ class RRDBNetAdapter(Adapter):
 
     def scale(self, net):
         return net.scale
+
+    def check_options(self, arch_opt):
+        if arch_opt['scale'] not in (1, 2, 4):
+            raise ConfigError(f'network_g.arch.scale={arch_opt["scale"]!r}: RRDBNet upscales by 1, 2 or 4 (another '
+                              'scale runs as x4)')
 
     def tile_multiple(self, net):
         return self.unshuffle(net)
