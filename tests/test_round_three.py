@@ -350,3 +350,17 @@ def test_a_checkpoint_that_is_neither_layout_is_one_line_in_every_tool(tmp_path,
         code, _, err = upscale([str(tmp_path / 'lr.png'), '--model', str(tmp_path / name), '--out',
                                 str(tmp_path / 'up')], capsys)
         assert code == 2 and one_line(err, 'sd-upscale', message) and name in err, err
+
+
+def test_the_study_report_never_replaces_its_spec(tmp_path, capsys):
+    """sd-study's report files (study.json / .md / .png in --report) are planned outputs: a spec named study.md in
+    the report folder is refused before any training, and kept."""
+    from helpers import ROOT
+
+    from sd_plugin.tools.study import main
+    spec = tmp_path / 'study.md'
+    spec.write_text(open(os.path.join(ROOT, 'options', 'study', 'proxy.yml')).read())
+    before = spec.read_text()
+    code, _, err = run_main(main, [str(spec), '--out', str(tmp_path / 'st'), '--report', str(tmp_path)], capsys)
+    assert code == 2 and one_line(err, 'sd-study', 'is the input SPEC'), err
+    assert spec.read_text() == before and not (tmp_path / 'st').exists()
