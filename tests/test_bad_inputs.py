@@ -275,6 +275,8 @@ CASES = {
                                  "one of 'pixelshuffle', 'pixelshuffledirect', 'nearest+conv', ''"),
     'SwinIR x1 upsampler at x4': (swinir(upsampler=''), "network_g.arch.upsampler='' with upscale=4: it needs "
                                   'upscale 1'),
+    'EDSR img_range 0 (Inf images)': (wrapped(img_range=0), 'network_g.arch.img_range=0: must be a finite number > 0'),
+    'SwinIR a layer of depth 0': (swinir(depths=[1, 0]), 'network_g.arch: depths=[1, 0] must be whole numbers >= 1'),
     'RRDBNet scale 3 (silently x4)': (wrapped(type='RRDBNet', scale=3, num_grow_ch=4, upscale=None),
                                       'network_g.arch.scale=3: RRDBNet upscales by 1, 2 or 4'),
     'wrapped MSRResNet upscale 5': (wrapped(type='MSRResNet', upscale=5),

@@ -357,8 +357,9 @@ def upscale_one(path, out, net, info, device, args, batch):
     except (MemoryError, torch.OutOfMemoryError) as err:
         batch.fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
         return
-    except RuntimeError as err:  # out of memory, or a network that cannot take this image: one line, the batch goes on
-        if 'memory' not in str(err):
+    except (RuntimeError, ValueError, IndexError, AssertionError, ZeroDivisionError) as err:
+        # out of memory, or a network that cannot take this image: one line, and the batch goes on
+        if 'memory' not in str(err) or not isinstance(err, RuntimeError):
             batch.fail(f'{path}: the network cannot upscale this {width}x{height} image ({type(err).__name__}: '
                        f'{str(err).strip().splitlines()[0][:200] if str(err).strip() else "no message"})')
             return

@@ -10,6 +10,13 @@ from sd_plugin.errors import ConfigError
 from .base import Adapter, register_adapter
 
 
+def check_img_range(arch_opt):
+    """``img_range`` scales the input and divides the output: a number > 0 (0 would give Inf / NaN images)."""
+    value = arch_opt['img_range']
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float('inf'):
+        raise ConfigError(f'network_g.arch.img_range={value!r}: must be a finite number > 0')
+
+
 def upsample_convs(upsample):
     """Number of 3x3 convolutions in a BasicSR ``Upsample`` (one per x2 step, one at x3)."""
     return sum(1 for m in upsample.modules() if m.__class__.__name__ == 'Conv2d')
@@ -26,6 +33,7 @@ class EDSRAdapter(Adapter):
         if not isinstance(mean, (list, tuple)) or len(mean) != 3 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in mean):
             raise ConfigError(f'network_g.arch.rgb_mean={mean!r}: must be three numbers (R, G, B means)')
+        check_img_range(arch_opt)
         for key in ('num_in_ch', 'num_out_ch'):
             if arch_opt[key] != 3:
                 raise ConfigError(f'network_g.arch.{key}={arch_opt[key]!r}: {arch_opt["type"]} subtracts and adds '

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from sd_plugin.errors import ConfigError
 
 from .base import Adapter, register_adapter
+from .edsr import check_img_range
 
 UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
 
@@ -32,6 +33,10 @@ class SwinIRAdapter(Adapter):
             raise ConfigError(f'network_g.arch: num_heads={list(heads)} and depths={list(depths)} have unequal '
                               f'lengths ({len(heads)} != {len(depths)}); each RSTB layer needs one of each, and '
                               'exit k is SwinIR(depths=depths[:k], num_heads=num_heads[:k])')
+        check_img_range(arch_opt)
+        if not all(_count(d) for d in depths) or arch_opt['patch_size'] != 1:
+            raise ConfigError(f'network_g.arch: depths={list(depths)} must be whole numbers >= 1 and patch_size='
+                              f'{arch_opt["patch_size"]!r} must be 1 (BasicSR\'s SwinIR embeds single pixels)')
         window, size, dim = arch_opt['window_size'], arch_opt['img_size'], arch_opt['embed_dim']
         if not _count(window):
             raise ConfigError(f'network_g.arch.window_size={window!r}: must be a whole number >= 1')
