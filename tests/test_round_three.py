@@ -364,3 +364,11 @@ def test_the_study_report_never_replaces_its_spec(tmp_path, capsys):
     code, _, err = run_main(main, [str(spec), '--out', str(tmp_path / 'st'), '--report', str(tmp_path)], capsys)
     assert code == 2 and one_line(err, 'sd-study', 'is the input SPEC'), err
     assert spec.read_text() == before and not (tmp_path / 'st').exists()
+
+
+def test_sd_calibrate_names_an_image_too_small_for_the_scale(ckpt, tmp_path, capsys):
+    from sd_plugin.tools.calibrate import main
+    (tmp_path / 'hr').mkdir()
+    cv2.imwrite(str(tmp_path / 'hr' / 'tiny.png'), np.zeros((3, 3, 3), np.uint8))
+    code, _, err = run_main(main, [ckpt, '--data', str(tmp_path / 'hr'), '--quiet'], capsys)
+    assert code == 2 and one_line(err, 'sd-calibrate', f'{tmp_path / "hr" / "tiny.png"}: an HR image of 3x3'), err

@@ -304,7 +304,10 @@ def collect_samples(stages, paths, tile, progress=None):
 
     samples = []
     for path in paths:
-        hr, lr = derive_lr(read_image(path), stages.scale)
+        try:
+            hr, lr = derive_lr(read_image(path), stages.scale)
+        except ConfigError as err:  # an image too small for the scale: named
+            raise ConfigError(err if str(path) in str(err) else f'{path}: {err}') from None
         samples.append(image_samples(stages, lr, hr, tile_grid(lr.shape[0], lr.shape[1], tile)))
         if progress:
             progress()
