@@ -372,3 +372,18 @@ def test_sd_calibrate_names_an_image_too_small_for_the_scale(ckpt, tmp_path, cap
     cv2.imwrite(str(tmp_path / 'hr' / 'tiny.png'), np.zeros((3, 3, 3), np.uint8))
     code, _, err = run_main(main, [ckpt, '--data', str(tmp_path / 'hr'), '--quiet'], capsys)
     assert code == 2 and one_line(err, 'sd-calibrate', f'{tmp_path / "hr" / "tiny.png"}: an HR image of 3x3'), err
+
+
+def test_sd_reproduce_plans_its_tables_before_training(tmp_path):
+    """sd-reproduce's table files are outputs, checked before any run is trained: never an input (a --options
+    folder named like a table), never a folder."""
+    from sd_plugin.errors import ConfigError
+    from sd_plugin.tools.reproduce import reproduce
+    (tmp_path / 'data').mkdir()
+    (tmp_path / 'out' / 'table1.json').mkdir(parents=True)
+    (tmp_path / 'out2' / 'table1.md').mkdir(parents=True)
+    for out, options, message in (('out', 'out/table1.json', 'is the input --options'),
+                                  ('out2', 'data', 'table1.md: is a folder')):
+        with pytest.raises(ConfigError, match=message):
+            reproduce(1, 3, str(tmp_path / 'data'), str(tmp_path / out), str(tmp_path / options))
+    assert not (tmp_path / 'out' / 'experiments').exists() and not (tmp_path / 'out2' / 'experiments').exists()
