@@ -45,7 +45,8 @@ def build_parser():
     parser.add_argument('--param-key', default=None,
                         help='weights to use (default: params_ema if present, else params)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing CKPT.routing.json')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing CKPT.routing.json that '
+                        'sd-calibrate wrote (listed in .sd-calibrate.written beside it)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 

@@ -106,7 +106,8 @@ def build_parser():
                         'params)')
     parser.add_argument('--json', default=None, metavar='PATH', help='write the records here')
     parser.add_argument('--plot', default=None, metavar='PATH', help='write a PSNR-vs-MACs PNG here')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json / --plot file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json / --plot / '
+                        '--markdown file that sd-eval wrote (listed in .sd-eval.written beside it)')
     parser.add_argument('--complexity', action='store_true', help='also measure CPU latency')
     parser.add_argument('--lr-size', default='320x180', help='LR WIDTHxHEIGHT for MACs and latency '
                         '(default: 320x180, 1280x720 output at x4)')
