@@ -299,7 +299,8 @@ def write_report(spec, out, report_dir=None):
     students = osp.join(out, 'students')
     if osp.isdir(students) and osp.realpath(report_dir) != osp.realpath(out):
         os.makedirs(osp.join(report_dir, 'students'), exist_ok=True)
-        for name in sorted(os.listdir(students)):
-            shutil.copy2(osp.join(students, name), osp.join(report_dir, 'students', name))
+        for name in sorted(os.listdir(students)):  # copied whole or not at all, as every other write
+            with open(osp.join(students, name), 'rb') as source:
+                atomic_write(osp.join(report_dir, 'students', name), lambda f: shutil.copyfileobj(source, f))
         paths.append(osp.join(report_dir, 'students'))
     return paths
