@@ -203,7 +203,9 @@ def calibration_faults(bins):
                                       'mean_gain: holds NaN or Inf'),
             'mean_bicubic a list': (setting('mean_bicubic', value=[1.0]), 'mean_bicubic: must be a number (0-D)'),
             'another param key': (setting('param_key', value='params_ema'), 'param_key: calibrated on the weights '
-                                  'params_ema, this run uses params')}
+                                  'params_ema, this run uses params'),
+            'no param key recorded': (setting('param_key', value=KeyError), 'param_key: calibrated on the weights none '
+                                      'recorded (an older sd-calibrate), this run uses params')}
 
 
 def test_a_calibration_file_is_checked_on_load_in_one_line_naming_the_key(ckpt, tmp_path, capsys):

@@ -224,10 +224,11 @@ def load_calibration(ckpt, depths, param_key=None):
                           f'rerun sd-calibrate {ckpt}')
     if record.get('depths') != list(depths):
         raise ConfigError(f'{path}: calibrated for outputs {record.get("depths")}, the checkpoint has {list(depths)}')
-    if record.get('param_key', 'none recorded') != param_key:
-        raise ConfigError(f'{path}: param_key: calibrated on the weights {record.get("param_key", "none recorded")}, '
-                          f'this run uses {param_key} (rerun sd-calibrate {ckpt} --param-key {param_key} --overwrite, '
-                          'or run with the calibrated --param-key)')
+    if record.get('param_key', 'unknown') != param_key:
+        fitted = record['param_key'] if 'param_key' in record else 'none recorded (an older sd-calibrate)'
+        raise ConfigError(f'{path}: param_key: calibrated on the weights {fitted}, this run uses {param_key} (rerun '
+                          f'sd-calibrate {ckpt} --param-key {param_key} --overwrite, or run with the calibrated '
+                          '--param-key)')
     check_calibration(record, len(depths), path)
     return record
 
