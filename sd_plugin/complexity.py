@@ -14,8 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 
 def in_channels(net):
-    """Channels of ``net``'s LR input: a MultiExitSR's ``num_in_ch`` (its adapter's), else an SRResNet's
-    ``conv_first``."""
+    """Channels of the images ``net`` takes: a MultiExitSR's ``num_in_ch`` (its adapter's: the image's, not
+    RRDBNet's pixel-unshuffled first conv's), else an SRResNet's ``conv_first``."""
     return getattr(net, 'num_in_ch', None) or net.conv_first.in_channels
 
 

@@ -29,6 +29,9 @@ def infer_arch(state_dict):
     num_feat, num_in_ch = state_dict['conv_first.weight'].shape[:2]
     if 'upconv2.weight' in state_dict:
         upscale = 4
+    elif 'upconv1.weight' not in state_dict:
+        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no upconv1), nor a MultiExitSR one (no '
+                          'multi_exit_options)')
     else:
         upscale = round((state_dict['upconv1.weight'].shape[0] // num_feat)**0.5)
     return dict(num_in_ch=num_in_ch, num_out_ch=state_dict['conv_last.weight'].shape[0], num_feat=num_feat,
@@ -98,12 +101,21 @@ def export(ckpt_path, depth, out_path, param_key=None, network_opt=None):
     ``network_opt``: the network_g the checkpoint was trained with, needed only for a MultiExitSR without exits
     (its checkpoint is the stock arch's alone). Returns that network_g (dict).
     """
-    from sd_plugin.archs.multi_exit_arch import build_stock
+    from sd_plugin.archs.multi_exit_arch import build_stock, options_from_state_dict
     ckpt = load_checkpoint(ckpt_path)
     if param_key is not None:
         sources = {'params': param_key}
     else:
         sources = {key: key for key in PARAM_KEYS if key in ckpt} or {'params': 'params'}
+    for src in sources.values():  # the saved wrapper options, or the SRResNet layout, checked as an input
+        where, state = f'{ckpt_path} [{src}]', params(ckpt, src, ckpt_path)
+        if not isinstance(state, dict):
+            raise ConfigError(f'{where}: a {type(state).__name__}, not a state dict')
+        if options_from_state_dict(state, where) is None and (network_opt or {}).get('type') != 'MultiExitSR':
+            try:
+                infer_arch(state)
+            except ConfigError as err:
+                raise ConfigError(f'{where}: {err}') from None
     result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth, network_opt)
               for dst, src in sources.items()}
     arch = student_arch(params(ckpt, sources['params'], ckpt_path), depth, network_opt)

@@ -6,16 +6,24 @@ The guarantees every command of the plugin keeps:
   * an output is never one of the inputs, nor a folder that holds one (``check_apart``);
   * a tool deletes only what it created: a folder it may clear carries its marker file (``claim_folder``), and the
     files it wrote into a folder are listed there (``record_written``), so a rerun replaces or removes only those;
-  * before any work, the outputs are checked as a whole (``plan_outputs``): never a file the run reads, never two
-    outputs at one path, an existing file replaced only when the user says so, and a folder that can take them;
+  * before any work, the outputs are checked as a whole (``plan_outputs``): never a file the run reads (a
+    checkpoint's calibration ``CKPT.routing.json`` included), never two outputs at one path (those a tool plans per
+    file, such as sd-upscale's images, included), an existing file replaced only when the user says so and only
+    when the tool recorded it as its own, and a folder that can take them; each planned file is recorded in its
+    folder's ``.<tool>.written`` once written (``atomic_write``), under a lock, so concurrent runs lose no entry;
   * a failed write raises ``WriteError``, one line naming the file (``atomic_write``).
 """
 import contextlib
+import fcntl
 import os
+import re
 import tempfile
 from os import path as osp
 
 from sd_plugin.errors import ConfigError, WriteError
+
+COMPANIONS = ('.routing.json',)  # files read beside an input: a checkpoint's calibration (sd_plugin.routing)
+_PLANNED = {}  # real path of an output that plan_outputs checked -> the tool whose list records it once written
 
 
 def _umask():
@@ -40,6 +48,9 @@ def atomic_write(path, write, mode='wb'):
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+        tool = _PLANNED.get(osp.realpath(path))
+        if tool is not None:
+            record_written(osp.dirname(osp.abspath(path)), tool, [osp.basename(path)])
     except BaseException as err:
         if tmp is not None and osp.exists(tmp):
             os.remove(tmp)
@@ -60,8 +71,9 @@ def _inside(child, parent):
     return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
-def check_apart(outputs, inputs):
-    """Raise ConfigError when an output path is an input, or a folder that holds one.
+def check_apart(outputs, inputs, companions=True):
+    """Raise ConfigError when an output path is an input, or a folder that holds one, or (``companions``) a file
+    read beside an input file (``COMPANIONS``: a checkpoint's calibration).
 
     Args:
         outputs (dict[str, str]): {what names it, e.g. '--out': path}.
@@ -76,6 +88,10 @@ def check_apart(outputs, inputs):
                     same = osp.realpath(path) == osp.realpath(out)
                     raise ConfigError(f'{out_key} {out}: {"is" if same else "holds"} the input {in_key} {path}; '
                                       'an output must never replace an input')
+                for suffix in COMPANIONS if companions and path is not None else ():
+                    if osp.realpath(out) == osp.realpath(str(path) + suffix):
+                        raise ConfigError(f'{out_key} {out}: is the calibration of the input {in_key} {path}, '
+                                          'which this run may read; an output must never replace an input')
 
 
 def _paths(value):
@@ -94,7 +110,7 @@ def writable_folder(path, key):
         raise ConfigError(f'{key} {path}: cannot write in the folder {folder} (permission denied)')
 
 
-def plan_outputs(outputs, inputs=None, overwrite=False, read_folders=None):
+def plan_outputs(outputs, inputs=None, overwrite=False, read_folders=None, tool=None, others=None, companions=True):
     """Check, before any work, that the files ``outputs`` may and can be written; a ConfigError naming the option and
     the path otherwise. Every tool calls it with every output and every input of its run.
 
@@ -106,30 +122,44 @@ def plan_outputs(outputs, inputs=None, overwrite=False, read_folders=None):
             (sd-upscale skips it), only its kind is checked here.
         read_folders (dict[str, str | list[str]]): folders whose images the run reads (a benchmark set): an output
             never lies inside one, where the next run would read it.
+        tool (str | None): the tool writing them, e.g. 'sd-eval': an existing output is replaced only when listed in
+            its folder's ``.<tool>.written``, and each output is added there once ``atomic_write`` wrote it.
+        others (dict[str, str | list[str]]): outputs of the run that the tool plans itself, file by file (sd-upscale's
+            images): no output here may take one of their paths.
+        companions (bool): also refuse the files read beside an input (``check_apart``); False only for the tool
+            that writes them (sd-calibrate).
     Checks, in order: apart from the inputs; outside ``read_folders``; no two outputs at the same path (any
-    spelling); an existing output is a file, replaced only with ``overwrite``; its folder exists or can be made and
-    is writable (``writable_folder``).
+    spelling), nor one of ``others``, nor a tool's own record; an existing output is a file, replaced only with
+    ``overwrite`` and, with ``tool``, only when the tool wrote it; its folder exists or can be made and is
+    writable (``writable_folder``).
     """
     outputs = {key: str(path) for key, path in outputs.items() if path is not None}
-    check_apart(outputs, inputs or {})
+    check_apart(outputs, inputs or {}, companions)
     for out_key, out in outputs.items():
         for in_key, folders in (read_folders or {}).items():
             for folder in _paths(folders):
                 if _inside(out, folder):
                     raise ConfigError(f'{out_key} {out}: lies in {in_key} {folder}, which this run reads; write it '
                                       'elsewhere')
-    seen = {}
+    seen = {osp.realpath(path): f'{key} {path}' for key, paths in (others or {}).items() for path in _paths(paths)}
     for out_key, out in outputs.items():
         real = osp.realpath(out)
         if real in seen:
             raise ConfigError(f'{out_key} {out}: is also {seen[real]}; give each output its own path')
+        if RECORDS.fullmatch(osp.basename(out)):
+            raise ConfigError(f'{out_key} {out}: is a file where sd_plugin records what it wrote; give another name')
         seen[real] = out_key
     for out_key, out in outputs.items():
         if osp.isdir(out):
             raise ConfigError(f'{out_key} {out}: is a folder; give a file name')
         if osp.lexists(out) and overwrite is False:
             raise ConfigError(f'{out_key} {out}: exists; pass --overwrite to replace it')
+        if osp.lexists(out) and tool and osp.basename(out) not in written_by(osp.dirname(osp.abspath(out)), tool):
+            raise ConfigError(f'{out_key} {out}: exists and {tool} did not write it: never replaced, even with '
+                              '--overwrite (move it, or give another path)')
         writable_folder(out, out_key)
+    if tool:
+        _PLANNED.update({osp.realpath(out): tool for out in outputs.values()})
 
 
 @contextlib.contextmanager
@@ -167,11 +197,30 @@ def written_by(folder, tool):
         return set()
 
 
+@contextlib.contextmanager
+def _locked(folder):
+    """An exclusive ``flock`` on ``folder`` itself for the block (no lock file is left behind): runs that update
+    one folder's list one after the other, so none loses another's entries."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a folder one may write in but not read: no lock to take (the list is still written whole)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def record_written(folder, tool, names, forget=()):
     """Add ``names`` (paths relative to ``folder``) to the list of files ``tool`` wrote into ``folder`` (the hidden
-    file ``folder/.<tool>.written``) and drop ``forget``; later runs replace or remove only those."""
-    names = (written_by(folder, tool) - set(forget)) | set(names)
-    atomic_write(_written_list(folder, tool), lambda f: f.write(''.join(f'{n}\n' for n in sorted(names))), mode='w')
+    file ``folder/.<tool>.written``) and drop ``forget``; later runs replace or remove only those. The read, change
+    and write hold a lock on the folder (``_locked``): concurrent runs into one folder keep every entry."""
+    with _locked(folder):
+        names = (written_by(folder, tool) - set(forget)) | set(names)
+        atomic_write(_written_list(folder, tool), lambda f: f.write(''.join(f'{n}\n' for n in sorted(names))),
+                     mode='w')
 
 
 def files_under(folder):
@@ -200,6 +249,7 @@ def remove_written(folder, names):
 
 
 MARKER = '.sd_plugin_owner'
+RECORDS = re.compile(r'\.[\w-]+\.written|' + re.escape(MARKER))  # the lists of record_written, claim_folder's marker
 
 
 def claim_folder(folder, tool):

@@ -90,7 +90,7 @@ def load_sr_network(ckpt, exit=None, param_key=None):
     key, state = select_params(loaded, path, param_key)
     if not isinstance(state, dict):
         raise ConfigError(f'{path}: {key} is a {type(state).__name__}, not a state dict')
-    wrapped = wrapped_options(loaded, state)
+    wrapped = wrapped_options(loaded, state, path)
     if wrapped is not None:  # a MultiExitSR checkpoint, or a student of a wrapped arch (EDSR, RCAN, RRDBNet, ...)
         return load_wrapped(path, key, state, wrapped, exit)
     try:

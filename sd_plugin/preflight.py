@@ -7,7 +7,6 @@ earlier, on the YAML as read, on what BasicSR's parser itself needs. The checks 
 ``TYPED_KEYS`` (types and ranges), ``TYPED_NAMES`` (each ``type`` against BasicSR's registries, with "did you mean"),
 and the data (readable pairs, a full batch, patches that fit, validation images large enough for the metrics).
 """
-import inspect
 import numbers
 import os
 import re
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from sd_plugin.checkpoint import load_checkpoint, params
 from sd_plugin.errors import ConfigError
 from sd_plugin.names import plain_name
-from sd_plugin.registries import lookup, registry_name
+from sd_plugin.registries import registry_name
 from sd_plugin.text import did_you_mean
 
 MISPLACED = {'distill_opt': 'train.self_distill.distill_opt',
@@ -81,14 +80,10 @@ NETWORK_SHAPES = {}  # repr(network_g options) -> {parameter name: meta tensor o
 
 
 def build_network(network_opt):
-    """The network of ``network_opt`` (checks its arguments), with unknown arguments reported by name."""
-    network_opt = dict(network_opt)
-    cls = lookup(ARCH_REGISTRY, network_opt.pop('type'))
-    known = inspect.signature(cls.__init__).parameters
-    for key in network_opt:
-        if key not in known:
-            raise ConfigError(f'network_g.{key}: not an argument of {cls.__name__}{did_you_mean(key, known)}')
-    return cls(**network_opt)
+    """The network of ``network_opt`` (checks its arguments), with unknown and missing arguments reported by name,
+    and an error of the arch's own code in one line (``multi_exit_arch.build_stock``)."""
+    from sd_plugin.archs.multi_exit_arch import build_stock
+    return build_stock(network_opt, 'network_g')
 
 
 TOP_LEVEL_KEYS = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'network_d',
@@ -374,6 +369,7 @@ def check_options(opt):
     if opt.get('is_train') and gt_size is not None and gt_size % scale:
         raise ConfigError(f'datasets.train.gt_size={gt_size}: must be a multiple of scale={scale}')
     check_pretrained(opt, net)
+    check_channels(opt)
     train_opt = opt.get('train') or {}
     for key, place in MISPLACED.items():
         if key in train_opt:
@@ -387,6 +383,20 @@ def check_options(opt):
             check_training_set(opt, sizes)
         elif sizes is not None and phase != 'train':
             check_validation_set(f'datasets.{phase}', sizes, _get(opt, 'val.metrics') or {})
+
+
+def check_channels(opt):
+    """The network's input channels (``num_in_ch`` / ``in_chans``, of ``network_g`` or of a wrapper's ``arch``) are
+    those of the data: BasicSR's paired datasets give RGB images, one channel with ``color: y``."""
+    network_opt = opt.get('network_g') or {}
+    prefix, arch = ('network_g.arch', network_opt['arch']) if isinstance(network_opt.get('arch'), dict) else (
+        'network_g', network_opt)
+    key = next((k for k in ('num_in_ch', 'in_chans') if k in arch), None)
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        channels = 1 if dataset_opt.get('color') == 'y' else 3
+        if key is not None and arch[key] != channels:
+            raise ConfigError(f'{prefix}.{key}={arch[key]!r}: datasets.{phase} gives {channels}-channel images '
+                              f'({"color: y" if channels == 1 else "RGB"})')
 
 
 def check_training_set(opt, sizes):

@@ -91,7 +91,7 @@ class Upscaler:
             if bicubic:
                 stages = WithBicubic(stages)
             needed = router in USER_ROUTERS and needs_gains(stages, budget)  # not at 1, nor below the cheapest
-            calibration = load_calibration(model, depths) if needed else None
+            calibration = load_calibration(model, depths, self.info.get('param_key')) if needed else None
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
                                         channels_last is not False)
 
@@ -151,11 +151,11 @@ def routed_network(model, loaded, budget, router=DEFAULT_ROUTER, route_tile=DEFA
 def report_route(plans, lr_path, route_map=None, log=print):
     """Print the share a routed image spent (and the budget's note), and draw its route map over the LR image
     ``lr_path`` when ``route_map`` names a PNG. ``plans``: the image's new ``RoutedNetwork.plans`` (the first is
-    its colour channels'; none when it failed)."""
+    its colour channels'; none when it failed). Returns whether it wrote the route map."""
     from sd_plugin.imageio import read_rgb
     from sd_plugin.routing.route_map import save_route_map
     if not plans:
-        return
+        return False
     plan = plans[0]
     log(f'{lr_path}: {describe_plan(plan)}')
     if plan.note:
@@ -163,3 +163,4 @@ def report_route(plans, lr_path, route_map=None, log=print):
     if route_map:
         save_route_map(plan, route_map, read_rgb(lr_path))
         log(f'wrote {route_map}')
+    return bool(route_map)

@@ -17,15 +17,17 @@ from sd_plugin.errors import ConfigError
 APPROX_PAD = 16  # LR pixels of padding for archs without a finite receptive field (rounded up to whole windows)
 
 
-def wrapped_options(ckpt, state):
+def wrapped_options(ckpt, state, path=None):
     """``{'arch': stock network_g, 'exits': [...]}`` when ``state`` comes from a MultiExitSR (options saved in it)
     or is a student that sd-export cut out of one (its ``sd_plugin.arch`` names a type other than MSRResNet, which
-    keeps its SRResNet path); else None."""
+    keeps its SRResNet path); else None. ``path``: the file, whose saved options are checked
+    (``options_from_state_dict``)."""
     from sd_plugin.archs.multi_exit_arch import options_from_state_dict
-    options = options_from_state_dict(state)
+    options = options_from_state_dict(state, path)
     if options is not None:
         return options
-    arch = (ckpt.get('sd_plugin') or {}).get('arch') if isinstance(ckpt, dict) else None
+    meta = ckpt.get('sd_plugin') if isinstance(ckpt, dict) else None  # sd-export's record, an input too
+    arch = meta.get('arch') if isinstance(meta, dict) else None
     if isinstance(arch, dict) and arch.get('type') not in (None, 'MSRResNet'):
         return {'arch': arch, 'exits': []}
     return None
@@ -79,12 +81,11 @@ def tile_multiple(net):
 
 def tile_padding(net, depth):
     """Default tile padding of a wrapped ``net`` at ``depth``: its receptive field (exact tiling), or, for an arch
-    without one, ``APPROX_PAD`` rounded up to whole windows."""
+    without one, ``APPROX_PAD``; rounded up to a multiple of ``tile_multiple`` (whole windows, whole unshuffled
+    pixels)."""
     field = net.adapter.receptive_field(net.stock, depth)
-    if field is not None:
-        return field
     multiple = tile_multiple(net)
-    return math.ceil(APPROX_PAD / multiple) * multiple
+    return math.ceil((APPROX_PAD if field is None else field) / multiple) * multiple
 
 
 def align_tile(net, tile):

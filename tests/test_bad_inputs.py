@@ -92,6 +92,23 @@ def pretrained(kind):
     return edit
 
 
+TINY_ARCHS = {'EDSR': {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 2, 'upscale': 4},
+              'SwinIR': {'type': 'SwinIR', 'in_chans': 3, 'img_size': 16, 'window_size': 4, 'embed_dim': 12,
+                         'depths': [1, 1], 'num_heads': [2, 2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
+                         'upscale': 4}}
+
+
+def wrapped(base='EDSR', **arch):
+    """A case editor: network_g becomes a MultiExitSR around a tiny ``base`` (exit 1 of 2 units), with ``arch``
+    (None: the key left out)."""
+    arch = {key: value for key, value in {**TINY_ARCHS[base], **arch}.items() if value is not None}
+    return set_('network_g', {'type': 'MultiExitSR', 'exits': [1], 'arch': arch})
+
+
+def swinir(**arch):
+    return wrapped('SwinIR', **arch)
+
+
 def drop(key):
     """A case editor that removes the top-level key ``key``."""
     def edit(opt, data):
@@ -246,6 +263,34 @@ CASES = {
                                               'datasets.train.gt_size=64: larger than'),
     'validation images too small for the metric': (set_('val:metrics:psnr:crop_border', 16),
                                                    'is 32x32, too small for val.metrics.psnr (crop_border 16'),
+    # the wrapper's options (issue 25): checked before anything is built or any folder made
+    'MultiExitSR without arch': (set_('network_g', {'type': 'MultiExitSR', 'exits': [1]}),
+                                 'network_g.arch: missing; MultiExitSR has no default for it'),
+    'MultiExitSR arch.type a list': (wrapped(type=['EDSR']), 'must be the stock network_g mapping, with its type '
+                                     '(a name)'),
+    'EDSR rgb_mean of two': (wrapped(rgb_mean=[0.4, 0.4]), 'network_g.arch.rgb_mean=[0.4, 0.4]: must be three numbers'),
+    'EDSR num_in_ch 1': (wrapped(num_in_ch=1), 'network_g.arch.num_in_ch=1: EDSR subtracts and adds back an RGB mean'),
+    'RCAN squeeze_factor over num_feat': (wrapped(type='RCAN', num_group=2, num_block=1, squeeze_factor=16),
+                                          'network_g.arch.squeeze_factor=16: must be in [1, num_feat=8]'),
+    'SwinIR img_size not whole windows': (swinir(img_size=18), 'network_g.arch.img_size=18: must be a positive '
+                                          'multiple of window_size=4'),
+    'SwinIR img_size under a window': (swinir(img_size=2), 'network_g.arch.img_size=2: must be a positive multiple'),
+    'SwinIR embed_dim against num_heads': (swinir(embed_dim=10, num_heads=[3, 3]),
+                                           'network_g.arch.num_heads=[3, 3]: each must divide embed_dim=10'),
+    'SwinIR unknown upsampler': (swinir(upsampler='pixelshufle'), "network_g.arch.upsampler='pixelshufle': must be "
+                                 "one of 'pixelshuffle', 'pixelshuffledirect', 'nearest+conv', ''"),
+    'SwinIR x1 upsampler at x4': (swinir(upsampler=''), "network_g.arch.upsampler='' with upscale=4: it needs "
+                                  'upscale 1'),
+    'EDSR img_range 0 (Inf images)': (wrapped(img_range=0), 'network_g.arch.img_range=0: must be a finite number > 0'),
+    'SwinIR a layer of depth 0': (swinir(depths=[1, 0]), 'network_g.arch: depths=[1, 0] must be whole numbers >= 1'),
+    'RRDBNet scale 3 (silently x4)': (wrapped(type='RRDBNet', scale=3, num_grow_ch=4, upscale=None),
+                                      'network_g.arch.scale=3: RRDBNet upscales by 1, 2 or 4'),
+    'wrapped MSRResNet upscale 5': (wrapped(type='MSRResNet', upscale=5),
+                                    'network_g.arch.upscale=5: MSRResNet upscales by 2, 3 or 4'),
+    'wrapped num_in_ch against RGB data': (wrapped(type='MSRResNet', num_in_ch=1),
+                                           'network_g.arch.num_in_ch=1: datasets.train gives 3-channel images'),
+    'num_in_ch against RGB data': (set_('network_g:num_in_ch', 1),
+                                   'network_g.num_in_ch=1: datasets.train gives 3-channel images'),
 }
 
 ARG_CASES = {  # (command-line arguments after sd-train, with {yml} the valid options file, expected message)

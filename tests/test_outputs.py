@@ -142,7 +142,10 @@ def test_sd_export_replaces_an_existing_file_only_with_overwrite(tmp_path, capsy
         assert code == 2 and one_line(err, 'sd-export', message), err
     assert (tmp_path / 'existing.png').read_bytes() == b'a picture'
     code, _, err = run_main(main, [ck, '--exit', '2', '--out', str(tmp_path / 'existing.png'), '--overwrite'], capsys)
-    assert code == 0 and 'params' in torch.load(tmp_path / 'existing.png')
+    assert code == 2 and one_line(err, 'sd-export', 'sd-export did not write it')  # a user's file (issue 25)
+    for _ in range(2):  # what sd-export wrote, it replaces with --overwrite
+        code, _, err = run_main(main, [ck, '--exit', '2', '--out', str(tmp_path / 's.pth'), '--overwrite'], capsys)
+        assert code == 0 and 'params' in torch.load(tmp_path / 's.pth'), err
 
 
 def test_sd_export_on_a_full_disk_is_one_line(tmp_path, capsys):

@@ -206,23 +206,23 @@ def test_calibration_is_written_beside_the_checkpoint_and_checked(ckpt, hr_folde
     assert record['depths'] == [2, 4, 6] and record['images'] == 5 and record['tiles'] == 5 * 9  # 3 x 3 tiles
     assert len(record['edge']['gain'][0]) == 3 and 0 < record['learned']['params'] < 1000
     assert {'edge_r2', 'learned_r2'} <= set(record)
-    assert load_calibration(ckpt, [2, 4, 6])['tile'] == 4
+    assert load_calibration(ckpt, [2, 4, 6], 'params')['tile'] == 4
     with pytest.raises(SystemExit) as err:  # an existing calibration is replaced only with --overwrite
         main([ckpt, '--data', hr_folder])
     assert err.value.code == 2 and '--overwrite' in capsys.readouterr().err
     with pytest.raises(ConfigError, match='outputs'):
-        load_calibration(ckpt, [2, 6])
+        load_calibration(ckpt, [2, 6], 'params')
     torch.save({'params': {k: v + 1 for k, v in torch.load(ckpt)['params'].items()}}, ckpt)
     with pytest.raises(ConfigError, match='another version'):
-        load_calibration(ckpt, [2, 4, 6])
+        load_calibration(ckpt, [2, 4, 6], 'params')
 
 
 def test_learned_and_edge_routers_run_from_the_calibration(net, ckpt, hr_folder, x):
     from sd_plugin.routing.calibration import collect_samples, image_files
     stages = staged(net)
     record = calibrate(collect_samples(stages, image_files([hr_folder]), 4), bins=3, hidden=2, steps=20)
-    save_calibration(ckpt, {**record, 'depths': stages.depths})
-    calibration = load_calibration(ckpt, stages.depths)
+    save_calibration(ckpt, {**record, 'depths': stages.depths, 'param_key': 'params'})
+    calibration = load_calibration(ckpt, stages.depths, 'params')
     outputs = whole(net, x)
     for router in ('edge', 'learned', 'oracle'):
         gt = (outputs[6][0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()  # the teacher as "GT"
@@ -513,7 +513,7 @@ def test_bicubic_routers_use_the_calibrated_bicubic_table(net, ckpt, hr_folder, 
     from sd_plugin.routing.bicubic import WithBicubic
     from sd_plugin.tools.calibrate import main
     main([ckpt, '--data', str(hr_folder), '--route-tile', '8', '--threads', '1'])
-    calibration = load_calibration(ckpt, [2, 4, 6])
+    calibration = load_calibration(ckpt, [2, 4, 6], 'params')
     assert len(calibration['edge']['bicubic']) == len(calibration['edge']['gain'])
     stages = WithBicubic(staged(net))
     for router in ('edge', 'learned', 'random'):

@@ -15,6 +15,7 @@ wrapper's options as JSON bytes (a uint8 tensor), so that a checkpoint alone reb
 """
 import inspect
 import json
+import re
 from collections import OrderedDict
 from types import SimpleNamespace
 
@@ -23,6 +24,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
 from sd_plugin.archs.adapters import get_adapter
+from sd_plugin.archs.adapters.base import with_defaults
 from sd_plugin.errors import ConfigError
 from sd_plugin.registries import lookup, registry_name
 from sd_plugin.text import did_you_mean
@@ -77,36 +79,54 @@ def check_exits(exits, deploy_exit, depth, depth_text):
     return exits
 
 
-def build_stock(arch_opt):
+def build_stock(arch_opt, key='network_g.arch'):
     """The stock network of ``arch_opt`` (a network_g dict with ``type``), built from BasicSR's ARCH_REGISTRY; an
-    argument the arch does not name is a ConfigError (SwinIR's ``**kwargs`` would swallow a misspelling)."""
+    argument the arch does not name, or one it needs and lacks, is a ConfigError naming ``key``.its name (SwinIR's
+    ``**kwargs`` would swallow a misspelling), and so is an error the arch's own code raises while building."""
     if registry_name(ARCH_REGISTRY, arch_opt['type']) is None:
-        raise ConfigError(f'network_g.arch.type={arch_opt["type"]!r}: not registered in BasicSR\'s ARCH_REGISTRY '
+        raise ConfigError(f'{key}.type={arch_opt["type"]!r}: not registered in BasicSR\'s ARCH_REGISTRY '
                           '(import the module that registers it: --import MODULE, or custom_imports in the YAML)')
     cls = lookup(ARCH_REGISTRY, arch_opt['type'])
-    params = inspect.signature(cls.__init__).parameters
-    known = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != 'self']
-    for key in arch_opt:
-        if key != 'type' and key not in known:
-            raise ConfigError(f'network_g.arch.{key}: not an argument of {cls.__name__}{did_you_mean(key, known)}')
-    missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in arch_opt]
-    if missing:
-        raise ConfigError(f'network_g.arch.{missing[0]}: missing; {cls.__name__} has no default for it')
+    check_arguments(cls, arch_opt, key)
     try:
         return cls(**{k: v for k, v in arch_opt.items() if k != 'type'})
-    except (AssertionError, IndexError, KeyError, TypeError, ValueError) as err:  # the arch's own checks
-        raise ConfigError(f'network_g.arch: {cls.__name__} cannot be built with {arch_opt} '
+    except ConfigError:
+        raise
+    except (AssertionError, IndexError, KeyError, RuntimeError, TypeError, ValueError, ZeroDivisionError) as err:
+        raise ConfigError(f'{key}: {cls.__name__} cannot be built with {arch_opt} '
                           f'({type(err).__name__}: {str(err).splitlines()[0] if str(err) else "no message"})') from None
 
 
+def check_arguments(cls, arch_opt, key='network_g.arch'):
+    """ConfigError naming ``key``.name for an argument ``cls`` does not name, or one it needs and ``arch_opt``
+    lacks."""
+    params = inspect.signature(cls.__init__).parameters
+    known = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD and n != 'self']
+    for name in arch_opt:
+        if name != 'type' and name not in known:
+            raise ConfigError(f'{key}.{name}: not an argument of {cls.__name__}{did_you_mean(name, known)}')
+    missing = [n for n in known if params[n].default is inspect.Parameter.empty and n not in arch_opt]
+    if missing:
+        raise ConfigError(f'{key}.{missing[0]}: missing; {cls.__name__} has no default for it')
+
+
 def resolve_arch(arch):
-    """(adapter, ``arch`` with the defaults its adapter's depth arguments need) for a ``network_g.arch`` dict."""
-    if not isinstance(arch, dict) or 'type' not in arch:
-        raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type')
+    """(adapter, ``arch`` with the defaults its adapter's depth arguments need) for a ``network_g.arch`` dict, whose
+    options the adapter checked (``check_options``: one line, before anything is built)."""
+    if not isinstance(arch, dict) or not isinstance(arch.get('type'), str):
+        raise ConfigError(f'network_g.arch={arch!r}: must be the stock network_g mapping, with its type (a name)')
     adapter = get_adapter(arch['type'])
     if registry_name(ARCH_REGISTRY, arch['type']) is None:
         build_stock(arch)  # the one-line error
-    return adapter, adapter.resolve(lookup(ARCH_REGISTRY, arch['type']), dict(arch))
+    cls = lookup(ARCH_REGISTRY, arch['type'])
+    check_arguments(cls, arch)
+    arch = adapter.resolve(cls, dict(arch))
+    try:
+        adapter.check_options(with_defaults(cls, arch))
+    except (KeyError, TypeError) as err:  # a value of the wrong type, which the adapter's checks cannot read
+        raise ConfigError(f'network_g.arch: {arch["type"]} options of the wrong type ({type(err).__name__}: '
+                          f'{err})') from None
+    return adapter, arch
 
 
 def output_depths(network_opt):
@@ -150,10 +170,76 @@ def encode_options(options):
     return torch.tensor(list(data), dtype=torch.uint8)
 
 
-def options_from_state_dict(state_dict):
-    """``{'arch': stock network_g, 'exits': [...]}`` saved in a MultiExitSR state dict, or None."""
+def options_from_state_dict(state_dict, path=None):
+    """``{'arch': stock network_g, 'exits': [...]}`` saved in a MultiExitSR state dict, or None when it has none (a
+    stock arch's, an SRResNetMultiExit's). The one reader of the saved options: every tool loads them here.
+
+    ``path``: the file ``state_dict`` was read from, an input: the options are then checked as one, each fault a
+    ConfigError naming the file and the key: removed from a wrapped arch's weights, not a uint8 tensor, not JSON
+    (truncated, damaged), the wrong types, an arch without an adapter or that cannot be built, another arch or width
+    than the weights (stem, tail and first unit compared with the arch built at depth 1), another depth, or exits
+    the weights do not hold. Without ``path`` (a network's own state dict) they are only decoded.
+    """
     value = state_dict.get(OPTIONS_KEY)
-    return None if value is None else json.loads(bytes(value.tolist()).decode())
+    if path is None:
+        return None if value is None else json.loads(bytes(value.tolist()).decode())
+    where = f'{path}: {OPTIONS_KEY}'
+    heads = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r'exit_heads\.(\d+)\.', k)] if m})
+    if value is None:
+        if heads and 'upconv1.weight' not in state_dict:  # exit heads, but not an SRResNetMultiExit's
+            raise ConfigError(f'{where}: missing, but the weights hold exit heads {heads} of a wrapped arch (the '
+                              'file was cut or edited; save it again from its network)')
+        return None
+    if not torch.is_tensor(value) or value.dtype != torch.uint8 or value.dim() != 1:
+        found = f'a {value.dtype} tensor of shape {tuple(value.shape)}' if torch.is_tensor(value) else repr(value)[:60]
+        raise ConfigError(f'{where}: must be the JSON of the wrapper\'s options as a 1-D uint8 tensor, found {found}')
+    try:
+        options = json.loads(bytes(value.tolist()).decode())
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError
+        raise ConfigError(f'{where}: not JSON (truncated or damaged)') from None
+    if not isinstance(options, dict) or not isinstance(options.get('arch'), dict):
+        raise ConfigError(f'{where}: must be {{"arch": {{"type": ...}}, "exits": [...]}}, found {str(options)[:80]}')
+    try:
+        check_saved_layout(options, state_dict, heads)
+    except ConfigError as err:
+        raise ConfigError(f'{where}: {err}') from None
+    return options
+
+
+def stock_names(adapter, arch, depth):
+    """The state dict names of the stock arch ``arch`` at ``depth`` (built on the meta device: no weights)."""
+    with torch.device('meta'):
+        return set(build_stock(adapter.stock_options(arch, depth)).state_dict())
+
+
+def check_saved_layout(options, state_dict, heads):
+    """ConfigError unless the saved ``options`` fit the weights ``state_dict`` (with exit heads ``heads``)."""
+    adapter, arch = resolve_arch(options['arch'])
+    stock = build_stock(adapter.stock_options(arch, 1))
+    unit = re.compile(re.escape(adapter.block_attr) + r'\.(\d+)\.')
+    first = f'{adapter.block_attr}.0.'
+
+    def layout(state):  # {name: shape} of the stem, the tail and the first unit
+        return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v) and k != OPTIONS_KEY and
+                not k.startswith('exit_heads.') and (not unit.match(k) or k.startswith(first))}
+    expected, found = layout(stock.state_dict()), layout(state_dict)
+    if expected != found:
+        name = sorted(set(expected.items()) ^ set(found.items()))[0][0]
+        raise ConfigError(f'names {arch["type"]} {dict(options["arch"])}, but the weights are another arch\'s or '
+                          f'width ({name}: {found.get(name, "absent")} in the weights, {expected.get(name, "absent")} '
+                          'in that arch)')
+    try:
+        depth = adapter.depth(arch)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f'arch.{adapter.depth_key}={arch.get(adapter.depth_key)!r}: not a depth') from None
+    found = {k for k in state_dict if k != OPTIONS_KEY and not k.startswith('exit_heads.')}
+    if stock_names(adapter, arch, depth) != found:  # the adapter's unit need not be one entry of a list (SRVGG)
+        guess = 1 + max((int(m.group(1)) for k in state_dict for m in [unit.match(k)] if m), default=-1)
+        held = guess if guess >= 1 and stock_names(adapter, arch, guess) == found else 'another number'
+        raise ConfigError(f'names a {arch["type"]} of {depth} {adapter.unit}s, the weights hold {held}')
+    exits = check_exits(options['exits'], None, depth, f'{arch["type"]} has {depth} {adapter.unit}s')
+    if exits != heads:
+        raise ConfigError(f'names exits {exits}, the weights hold exit heads {heads}')
 
 
 def _add_options(module, state_dict, prefix, local_metadata):
@@ -199,7 +285,6 @@ class MultiExitSR(nn.Module):
     def __init__(self, arch, exits=(), deploy_exit=None):
         super().__init__()
         adapter, arch_opt = resolve_arch(arch)
-        adapter.check_options(arch_opt)
         stock = build_stock(arch_opt)
         depth = len(adapter.blocks(stock))
         exits = check_exits(exits, deploy_exit, depth, f'{arch["type"]} has {depth} {adapter.unit}s')

@@ -74,7 +74,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     with_bicubic = WithBicubic(stages) if any(r.endswith(BICUBIC_SUFFIX) for r in routers) else None
     needed = any(bases[r] in USER_ROUTERS and needs_gains(with_bicubic if r.endswith(BICUBIC_SUFFIX) else stages, b)
                  for r in routers for b in budgets)  # not at 1, nor below the cheapest output
-    calibration = load_calibration(ckpt, stages.depths) if needed else None
+    calibration = load_calibration(ckpt, stages.depths, info['param_key']) if needed else None
     scale, teacher = stages.scale, stages.depths[-1]
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
     pairs = {name: load_pairs(data, name, scale) for name in sets}  # every set checked before the slow work

@@ -13,8 +13,9 @@ reduction of the summed squared Y error, 0-255 scale, over the cheapest output).
 Both are checked on held-out images (every ``HOLDOUT``-th image): ``r2`` (coefficient of determination of the gain
 per pixel, all deeper outputs together) is stored with each router in the JSON.
 
-The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds: ``checkpoint`` (file name) and ``checkpoint_sha256``
-(checked on loading), ``depths``, ``scale``, ``tile`` (LR pixels), ``unit``, ``images``, ``tiles``, ``data``,
+The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds what it depends on, each checked on loading:
+``checkpoint`` (file name) and ``checkpoint_sha256``, ``depths``, ``param_key`` (the weights it was fitted on:
+params_ema or params); then ``scale``, ``tile`` (LR pixels), ``unit``, ``images``, ``tiles``, ``data``,
 ``edge`` {``bin_edges``, ``gain`` (bins x outputs), ``bicubic`` (bins,): the cheapest output's gain over bicubic,
 for ``--bicubic``}, ``learned`` {``inputs_mean``, ``inputs_std``, ``target_std``,
 ``hidden``, ``state`` (parameter lists)}, ``mean_gain`` (outputs,) and ``mean_bicubic`` over all tiles.
@@ -144,7 +145,11 @@ def fit_learned(stats, edge, gain, hidden=6, steps=2000, lr=1e-2, seed=0):
 
 def learned_gains(learned, stats, edge):
     """(tiles, outputs) predicted gain per LR pixel (the cheapest output's column: 0)."""
-    inputs = (learned_inputs(stats, edge) - np.asarray(learned['inputs_mean'])) / np.asarray(learned['inputs_std'])
+    inputs = learned_inputs(stats, edge)
+    if inputs.shape[1] != len(learned['inputs_mean']):
+        raise ConfigError(f'the calibration\'s learned router takes {len(learned["inputs_mean"])} tile features, this '
+                          f'network gives {inputs.shape[1]} (a calibration of another network: rerun sd-calibrate)')
+    inputs = (inputs - np.asarray(learned['inputs_mean'])) / np.asarray(learned['inputs_std'])
     model = GainRegressor(inputs.shape[1], learned['hidden'], len(learned['target_std']))
     model.load_state_dict({k: torch.tensor(v) for k, v in learned['state'].items()})
     with torch.inference_mode():
@@ -198,8 +203,11 @@ def save_calibration(ckpt, record):
     return path
 
 
-def load_calibration(ckpt, depths):
-    """The calibration JSON of ``ckpt``; ConfigError when it is missing, for another checkpoint or other outputs."""
+def load_calibration(ckpt, depths, param_key=None):
+    """The calibration JSON of ``ckpt``, an input checked as a checkpoint is: ConfigError when it is missing, not a
+    calibration (``check_calibration``: every key's type, shape and finite values), or made for what this run does
+    not use: another version of the checkpoint, other outputs (``depths``), other weights (``param_key``, the run's:
+    params_ema or params)."""
     path = routing_path(ckpt)
     if not osp.isfile(path):
         raise ConfigError(f'{path}: no calibration for this checkpoint (make it with: sd-calibrate {ckpt} --data '
@@ -209,12 +217,66 @@ def load_calibration(ckpt, depths):
             record = json.load(f)
     except (OSError, ValueError) as err:
         raise ConfigError(f'{path}: not a readable calibration ({type(err).__name__})') from None
+    if not isinstance(record, dict):
+        raise ConfigError(f'{path}: not a calibration (a JSON object expected, found a {type(record).__name__})')
     if record.get('checkpoint_sha256') != sha256(ckpt):
         raise ConfigError(f'{path}: calibrated on another version of {osp.basename(ckpt)} (its SHA-256 differs); '
                           f'rerun sd-calibrate {ckpt}')
     if record.get('depths') != list(depths):
         raise ConfigError(f'{path}: calibrated for outputs {record.get("depths")}, the checkpoint has {list(depths)}')
+    if record.get('param_key', 'unknown') != param_key:
+        fitted = record['param_key'] if 'param_key' in record else 'none recorded (an older sd-calibrate)'
+        raise ConfigError(f'{path}: param_key: calibrated on the weights {fitted}, this run uses {param_key} (rerun '
+                          f'sd-calibrate {ckpt} --param-key {param_key} --overwrite, or run with the calibrated '
+                          '--param-key)')
+    check_calibration(record, len(depths), path)
     return record
+
+
+def _numbers(record, key, shape, path, positive=False):
+    """``record[key]`` (``key`` 'edge.*' / 'learned.*': inside that router's entry) as a float64 array, after
+    checking that it holds numbers of ``shape`` (None: any length), all finite (and > 0 with ``positive``); a
+    ConfigError naming ``path`` and ``key``."""
+    head, _, rest = key.partition('.')  # 'edge.gain' -> record['edge']['gain']; 'layers.0.weight' is one key
+    entry = record.get(head) if isinstance(record.get(head), dict) else {}
+    value = record.get(key) if head not in ('edge', 'learned') else entry.get(rest)
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged
+        array = np.asarray(None)
+    if array.dtype.kind not in 'iuf' or array.ndim != len(shape) or any(
+            want is not None and got != want for got, want in zip(array.shape, shape)):
+        want = f'{" x ".join("n" if n is None else str(n) for n in shape)} numbers' if shape else 'a number'
+        raise ConfigError(f'{path}: {key}: must be {want} ({len(shape)}-D), found {str(value)[:60]}')
+    if not np.isfinite(array).all() or (positive and (array <= 0).any()):
+        raise ConfigError(f'{path}: {key}: holds {"NaN or Inf" if not np.isfinite(array).all() else "values <= 0"}')
+    return array.astype(np.float64)
+
+
+def check_calibration(record, outputs, path):
+    """ConfigError naming ``path`` and the key unless ``record`` holds the ``edge`` and ``learned`` routers of a
+    network with ``outputs`` outputs in the layout ``calibrate`` writes (the module docstring), finite everywhere."""
+    bins = len(_numbers(record, 'edge.bin_edges', (None,), path)) + 1
+    if (np.diff(record['edge']['bin_edges']) < 0).any():
+        raise ConfigError(f'{path}: edge.bin_edges: must be ascending')
+    _numbers(record, 'edge.gain', (bins, outputs), path)
+    if 'bicubic' in record['edge']:
+        _numbers(record, 'edge.bicubic', (bins,), path)
+    _numbers(record, 'mean_gain', (outputs,), path)
+    _numbers(record, 'mean_bicubic', (), path)
+    learned = record.get('learned')
+    hidden = learned.get('hidden') if isinstance(learned, dict) else None
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ConfigError(f'{path}: learned.hidden: must be a whole number >= 1, found {hidden!r}')
+    inputs = len(_numbers(record, 'learned.inputs_mean', (None,), path))
+    _numbers(record, 'learned.inputs_std', (inputs,), path, positive=True)
+    _numbers(record, 'learned.target_std', (outputs - 1,), path, positive=True)
+    shapes = {'layers.0.weight': (hidden, inputs), 'layers.0.bias': (hidden,), 'layers.2.weight': (outputs - 1, hidden),
+              'layers.2.bias': (outputs - 1,)}
+    if not isinstance(learned.get('state'), dict) or set(learned['state']) != set(shapes):
+        raise ConfigError(f'{path}: learned.state: must hold {", ".join(shapes)}')
+    for name, shape in shapes.items():
+        _numbers(learned['state'], name, shape, f'{path}: learned.state')
 
 
 def image_files(folders):
@@ -243,7 +305,10 @@ def collect_samples(stages, paths, tile, progress=None):
 
     samples = []
     for path in paths:
-        hr, lr = derive_lr(read_rgb(path), stages.scale)
+        try:
+            hr, lr = derive_lr(read_rgb(path), stages.scale)
+        except ConfigError as err:  # an image too small for the scale: named
+            raise ConfigError(err if str(path) in str(err) else f'{path}: {err}') from None
         samples.append(image_samples(stages, lr, hr, tile_grid(lr.shape[0], lr.shape[1], tile)))
         if progress:
             progress()

@@ -283,20 +283,24 @@ def _zoom(ax, margin):
         ax.set_ylim(min(values) - margin, max(values) + margin)
 
 
+REPORT_FILES = ('study.json', 'study.md', 'study.png')
+
+
 def write_report(spec, out, report_dir=None):
     """Summarise the finished runs under ``out`` into ``report_dir`` (default ``out``): study.json, study.md,
     study.png, and students/ (copied from ``out`` when the folders differ). Returns the paths written."""
     report_dir = report_dir or out
     os.makedirs(report_dir, exist_ok=True)
     doc = summarise(copy.deepcopy(spec), collect(spec, out))
-    paths = [osp.join(report_dir, f'study.{ext}') for ext in ('json', 'md', 'png')]
+    paths = [osp.join(report_dir, name) for name in REPORT_FILES]
     atomic_write(paths[0], lambda f: json.dump(doc, f, indent=1), mode='w')
     atomic_write(paths[1], lambda f: f.write(markdown(doc)), mode='w')
     plot(doc, paths[2])
     students = osp.join(out, 'students')
     if osp.isdir(students) and osp.realpath(report_dir) != osp.realpath(out):
         os.makedirs(osp.join(report_dir, 'students'), exist_ok=True)
-        for name in sorted(os.listdir(students)):
-            shutil.copy2(osp.join(students, name), osp.join(report_dir, 'students', name))
+        for name in sorted(os.listdir(students)):  # copied whole or not at all, as every other write
+            with open(osp.join(students, name), 'rb') as source:
+                atomic_write(osp.join(report_dir, 'students', name), lambda f: shutil.copyfileobj(source, f))
         paths.append(osp.join(report_dir, 'students'))
     return paths

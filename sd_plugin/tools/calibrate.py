@@ -46,7 +46,8 @@ def build_parser():
     parser.add_argument('--param-key', default=None,
                         help='weights to use (default: params_ema if present, else params)')
     parser.add_argument('--threads', type=int, default=None, help='torch CPU threads (default: torch default)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing CKPT.routing.json')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing CKPT.routing.json that '
+                        'sd-calibrate wrote (listed in .sd-calibrate.written beside it)')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser
 
@@ -63,7 +64,8 @@ def main(argv=None):
             raise ConfigError(f'--threads {args.threads}: must be >= 1')
         torch.set_num_threads(args.threads)
     out = routing_path(args.ckpt)
-    plan_outputs({'CKPT.routing.json': out}, {'CKPT': args.ckpt, '--data': args.data}, args.overwrite)
+    plan_outputs({'CKPT.routing.json': out}, {'CKPT': args.ckpt, '--data': args.data}, args.overwrite, tool=PROG,
+                 companions=False)
     net, info = load_sr_network(args.ckpt, param_key=args.param_key)
     stages = staged(net)
     paths = image_files(args.data)

@@ -55,7 +55,8 @@ def build_parser():
     parser.add_argument('--zoom', type=int, default=0, help='nearest-neighbour enlargement of the crops (default: '
                         'about 256 screen pixels per crop side)')
     parser.add_argument('--out', required=True, help='the PNG (or other image file) to write')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out file that '
+                        'sd-compare wrote (listed in .sd-compare.written beside it)')
     parser.add_argument('--threads', default='auto', help='torch CPU threads, or auto (default): OMP_NUM_THREADS if '
                         'set, else the cores idle at the start, at least 1')
     return parser
@@ -72,7 +73,7 @@ def main(argv=None):
     models = [parse_model(m) for m in args.model]
     check_names([name for name, _, _ in models])
     plan_outputs({'--out': args.out}, {'--hr': args.hr, '--lr': args.lr, '--model': [ckpt for _, ckpt, _ in models]},
-                 args.overwrite)
+                 args.overwrite, tool=PROG)
     try:
         check_writable(np.zeros((1, 1, 3), np.uint8), osp.splitext(args.out)[1] or '(no extension)')
     except ConfigError as err:

@@ -109,7 +109,8 @@ def build_parser():
                         'params)')
     parser.add_argument('--json', default=None, metavar='PATH', help='write the records here')
     parser.add_argument('--plot', default=None, metavar='PATH', help='write a PSNR-vs-MACs PNG here')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json / --plot file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --json / --plot / '
+                        '--markdown file that sd-eval wrote (listed in .sd-eval.written beside it)')
     parser.add_argument('--complexity', action='store_true', help='also measure CPU latency')
     parser.add_argument('--lr-size', default='320x180', help='LR WIDTHxHEIGHT for MACs and latency '
                         '(default: 320x180, 1280x720 output at x4)')
@@ -148,7 +149,8 @@ def main(argv=None):
         raise ConfigError(f'--vs-fixed {args.vs_fixed}: compares routed mixes with the fixed exits; it needs --budget')
     plan_outputs({'--json': args.json, '--plot': args.plot, '--markdown': args.markdown, '--vs-fixed': args.vs_fixed},
                  {'CKPT': args.ckpts, '--data': args.data},
-                 args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]})
+                 args.overwrite, read_folders={'--sets': [osp.join(args.data, name) for name in args.sets or []]},
+                 tool='sd-eval')
     apply_threads(args.threads, prog='sd-eval')  # --threads N, else OMP_NUM_THREADS, else the idle cores
     if args.budget:  # routed mixes of one multi-exit checkpoint's outputs
         if len(args.ckpts) != 1:

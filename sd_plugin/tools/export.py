@@ -26,10 +26,11 @@ def main(argv=None):
     parser.add_argument('--safetensors', default=None, metavar='PATH',
                         help='also write the student as .safetensors (params_ema when exported, else params), the '
                         'format chaiNNer / spandrel load; needs the safetensors package')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx file')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing --out / --onnx / '
+                        '--safetensors file that sd-export wrote (listed in .sd-export.written beside it)')
     args = parse_with_imports(parser, argv)
     plan_outputs({'--out': args.out, '--onnx': args.onnx, '--safetensors': args.safetensors}, {'CKPT': args.ckpt},
-                 args.overwrite)
+                 args.overwrite, tool='sd-export')
     if args.onnx:
         try:
             import onnx  # noqa: F401  (fail before writing anything)

@@ -22,7 +22,7 @@ from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
 from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import plot
-from sd_plugin.files import shipped_options
+from sd_plugin.files import atomic_write, plan_outputs, shipped_options
 from sd_plugin.imports import parse_with_imports
 from sd_plugin.text import markdown_table
 from sd_plugin.yamlio import load_yaml
@@ -150,6 +150,9 @@ def reproduce(table, iters, data, out, options_dir=None, paper=None):
         raise ConfigError(f'--iters {iters}: must be >= 1')
     data, out = osp.abspath(data), osp.abspath(out)
     options_dir = options_dir or shipped_options('cpu')
+    tables = {ext: osp.join(out, f'table{table}.{ext}') for ext in ('json', 'md', 'png')}
+    plan_outputs({f'--out table{table}.{ext}': path for ext, path in tables.items()},  # each rerun rewrites them
+                 {'--data': data, '--options': options_dir}, overwrite=True)
     os.makedirs(out, exist_ok=True)
     runs, ckpts = [], []
     for stem, label in TABLES[table]:
@@ -168,11 +171,9 @@ def reproduce(table, iters, data, out, options_dir=None, paper=None):
     scale = run_scales[0]
     records = evaluate(ckpts, data, benchmark_sets(data, scale), scale=scale, names=[r['model'] for r in runs])
     doc = {'table': table, 'iters': iters, 'data': data, 'runs': runs, 'records': records}
-    with open(osp.join(out, f'table{table}.json'), 'w') as f:
-        json.dump(doc, f, indent=2)
-    with open(osp.join(out, f'table{table}.md'), 'w') as f:
-        f.write(markdown(table, records, runs, paper or {}))
-    plot(records, osp.join(out, f'table{table}.png'))
+    atomic_write(tables['json'], lambda f: json.dump(doc, f, indent=2), mode='w')
+    atomic_write(tables['md'], lambda f: f.write(markdown(table, records, runs, paper or {})), mode='w')
+    plot(records, tables['png'])
     return doc
 
 

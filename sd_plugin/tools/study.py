@@ -8,6 +8,7 @@ import sys
 
 from sd_plugin.cli import one_line_errors
 from sd_plugin.errors import ConfigError
+from sd_plugin.files import plan_outputs
 from sd_plugin.imports import parse_with_imports
 
 
@@ -50,7 +51,7 @@ def main(argv=None):
                         '(default: OUT)')
     args = parse_with_imports(parser, argv)
     import sd_plugin  # noqa: F401  (registrations)
-    from sd_plugin.study.report import write_report
+    from sd_plugin.study.report import REPORT_FILES, write_report
     from sd_plugin.study.runner import run_study
     from sd_plugin.study.spec import load_spec
     if args.parallel < 1:
@@ -58,6 +59,9 @@ def main(argv=None):
     spec = load_spec(args.spec, seeds=parse_list(args.seeds, int) if args.seeds else None, iters=args.iters,
                      val_freq=args.val_freq, arms=parse_list(args.arms) if args.arms else None,
                      imports=args.imports)
+    # the report's files are outputs: never the spec, nor one another; each report rewrites the last one's
+    plan_outputs({f'--report {name}': os.path.join(args.report or args.out, name) for name in REPORT_FILES},
+                 {'SPEC': args.spec}, overwrite=True)
     if args.report_only and not os.path.isdir(os.path.join(args.out, 'runs')):
         raise ConfigError(f'--report-only --out {args.out}: no study there (no {os.path.join(args.out, "runs")} '
                           'folder); nothing to report')

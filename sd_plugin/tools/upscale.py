@@ -233,11 +233,12 @@ def main(argv=None):
     suffix = args.suffix.replace('{scale}', str(info['scale']))
 
     inputs, failures, own = expand_inputs(args.inputs)
+    outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
     if args.route_map:
         if args.budget is None or len(inputs) != 1:
             raise ConfigError(f'--route-map {args.route_map}: needs --budget and one input image ({len(inputs)} given)')
-        plan_outputs({'--route-map': args.route_map}, {'INPUT': inputs, '--model': args.model}, args.overwrite)
-    outputs = [output_path(p, args.out, suffix, args.ext) for p in inputs]
+        plan_outputs({'--route-map': args.route_map}, {'INPUT': inputs, '--model': args.model}, args.overwrite,
+                     tool=PROG, others={'the upscaled image': outputs})
     if suffix == '' and osp.isdir(args.out):
         for path, out in zip(inputs, outputs):
             if osp.exists(out) and file_id(out) == file_id(path):
@@ -256,14 +257,14 @@ def main(argv=None):
         print(f'{PROG}: error: {message}', file=sys.stderr)
     batch = Batch(failures)
     plan = plan_batch(inputs, outputs, args, batch)
-    start = time.perf_counter()
+    start, mapped = time.perf_counter(), False
     bar = tqdm(plan, desc=PROG, unit='image', file=sys.stderr, disable=True if args.quiet or len(plan) < 2 else None)
     try:
         for path, out in bar:
             routed_before = len(net.plans) if args.budget is not None else 0
             upscale_one(path, out, net, info, device, args, batch)
             if args.budget is not None:
-                report_route(net.plans[routed_before:], path, args.route_map, log=tqdm.write)
+                mapped |= report_route(net.plans[routed_before:], path, args.route_map, log=tqdm.write)
             batch.done += 1
     except KeyboardInterrupt:
         bar.close()
@@ -271,6 +272,8 @@ def main(argv=None):
               f'{len(plan) - batch.done} not done', file=sys.stderr)
         sys.exit(130)
     bar.close()
+    if args.route_map and not mapped:  # its image was skipped or failed: said, not silently left out
+        batch.fail(f'--route-map {args.route_map}: not written, as its image was not upscaled')
     summary = (f'{PROG}: {batch.written} written, {batch.skipped} skipped (existing), {len(failures)} failed, in '
                f'{time.perf_counter() - start:.1f} s')
     if failures:
@@ -336,12 +339,12 @@ def upscale_one(path, out, net, info, device, args, batch):
         batch.fail(str(err))
         return
     grey_alpha = img.ndim == 3 and img.shape[2] == 2
+    height, width = img.shape[:2]
     try:
         check_writable(img, osp.splitext(out)[1])
         too_large = output_too_large(img, info['scale'])
         if too_large:
             raise ConfigError(too_large)
-        height, width = img.shape[:2]
         tiles = count_tiles(height, width, args.tile) * (2 if img.ndim == 3 and img.shape[2] in (2, 4)
                                                          and args.alpha == 'network' else 1)
         with tqdm(total=tiles, desc=osp.basename(path), unit='tile', leave=False, file=sys.stderr,
@@ -356,9 +359,12 @@ def upscale_one(path, out, net, info, device, args, batch):
     except (MemoryError, torch.OutOfMemoryError) as err:
         batch.fail(f'{path}: out of memory ({type(err).__name__}); try a smaller --tile')
         return
-    except RuntimeError as err:
-        if 'memory' not in str(err):
-            raise
+    except (RuntimeError, ValueError, IndexError, AssertionError, ZeroDivisionError) as err:
+        # out of memory, or a network that cannot take this image: one line, and the batch goes on
+        if 'memory' not in str(err) or not isinstance(err, RuntimeError):
+            batch.fail(f'{path}: the network cannot upscale this {width}x{height} image ({type(err).__name__}: '
+                       f'{str(err).strip().splitlines()[0][:200] if str(err).strip() else "no message"})')
+            return
         batch.fail(f'{path}: out of memory ({allocation(str(err))}); try a smaller --tile')
         return
     try:

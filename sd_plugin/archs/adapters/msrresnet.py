@@ -2,6 +2,8 @@
 at x4) with pixel shuffles, ``conv_hr``, ``conv_last`` and the bilinear global skip."""
 from torch.nn import functional as F
 
+from sd_plugin.errors import ConfigError
+
 from .base import Adapter, register_adapter
 
 
@@ -9,6 +11,11 @@ from .base import Adapter, register_adapter
 class MSRResNetAdapter(Adapter):
     depth_key = 'num_block'
     tail_names = ('upconv1', 'upconv2', 'pixel_shuffle', 'conv_hr', 'conv_last', 'lrelu')
+
+    def check_options(self, arch_opt):
+        if arch_opt['upscale'] not in (2, 3, 4):
+            raise ConfigError(f'network_g.arch.upscale={arch_opt["upscale"]!r}: MSRResNet upscales by 2, 3 or 4 (it '
+                              'builds no upsampling for another)')
 
     def stem(self, net, x):
         base = F.interpolate(x, scale_factor=net.upscale, mode='bilinear', align_corners=False)

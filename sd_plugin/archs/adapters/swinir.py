@@ -9,6 +9,13 @@ from torch.nn import functional as F
 from sd_plugin.errors import ConfigError
 
 from .base import Adapter, register_adapter
+from .edsr import check_img_range
+
+UPSAMPLERS = ('pixelshuffle', 'pixelshuffledirect', 'nearest+conv', '')
+
+
+def _count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @register_adapter('SwinIR')
@@ -27,6 +34,27 @@ class SwinIRAdapter(Adapter):
             raise ConfigError(f'network_g.arch: num_heads={list(heads)} and depths={list(depths)} have unequal '
                               f'lengths ({len(heads)} != {len(depths)}); each RSTB layer needs one of each, and '
                               'exit k is SwinIR(depths=depths[:k], num_heads=num_heads[:k])')
+        check_img_range(arch_opt)
+        if not all(_count(d) for d in depths) or arch_opt['patch_size'] != 1:
+            raise ConfigError(f'network_g.arch: depths={list(depths)} must be whole numbers >= 1 and patch_size='
+                              f'{arch_opt["patch_size"]!r} must be 1 (BasicSR\'s SwinIR embeds single pixels)')
+        window, size, dim = arch_opt['window_size'], arch_opt['img_size'], arch_opt['embed_dim']
+        if not _count(window):
+            raise ConfigError(f'network_g.arch.window_size={window!r}: must be a whole number >= 1')
+        for side in size if isinstance(size, (list, tuple)) else [size]:
+            if not _count(side) or side % window:
+                raise ConfigError(f'network_g.arch.img_size={size!r}: must be a positive multiple of window_size='
+                                  f'{window} (the attention masks are built for whole windows)')
+        for head in heads:
+            if not _count(head) or not _count(dim) or dim % head:
+                raise ConfigError(f'network_g.arch.num_heads={list(heads)}: each must divide embed_dim={dim!r}')
+        upsampler, scale = arch_opt['upsampler'], arch_opt['upscale']
+        if upsampler not in UPSAMPLERS:
+            raise ConfigError(f'network_g.arch.upsampler={upsampler!r}: must be one of '
+                              f'{", ".join(map(repr, UPSAMPLERS))} (another value runs as \'\', x1)')
+        if (upsampler == '') != (scale == 1) or (upsampler == 'nearest+conv' and scale != 4):
+            need = {'': 'upscale 1', 'nearest+conv': 'upscale 4'}.get(upsampler, 'an upscale > 1')
+            raise ConfigError(f'network_g.arch.upsampler={upsampler!r} with upscale={scale!r}: it needs {need}')
 
     def depth(self, arch_opt):
         return len(arch_opt['depths'])
@@ -44,8 +72,8 @@ class SwinIRAdapter(Adapter):
         pad_h, pad_w = -height % multiple, -width % multiple
         net.mean = net.mean.type_as(x)
         x = (x - net.mean) * net.img_range
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), 'reflect')
+        if pad_h or pad_w:  # reflect needs more pixels than it pads: an image smaller than that is replicated
+            x = F.pad(x, (0, pad_w, 0, pad_h), 'reflect' if pad_h < height and pad_w < width else 'replicate')
         first = net.conv_first(x)
         x_size = (first.shape[2], first.shape[3])
         tokens = net.patch_embed(first)
