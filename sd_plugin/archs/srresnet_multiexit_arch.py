@@ -26,24 +26,6 @@ class ExitHead(nn.Module):
         default_init_weights([m for m in self.children() if isinstance(m, nn.Conv2d)], 0.1)
 
 
-def upsample(head, feat, base):
-    """Run an MSRResNet upsampling head.
-
-    Args:
-        head (nn.Module): the teacher (an ``MSRResNet``) or an ``ExitHead``: anything with MSRResNet's head layers.
-        feat (Tensor): (N, num_feat, h, w) trunk features.
-        base (Tensor): (N, num_out_ch, h*s, w*s) bilinear upsampling of the input, the global skip.
-    Returns:
-        tuple[Tensor, Tensor]: the SR image, (N, num_out_ch, h*s, w*s), and the head's last features (after
-        ``conv_hr`` and its activation), (N, num_feat, h*s, w*s): the layer feature distillation compares.
-    """
-    out = head.lrelu(head.pixel_shuffle(head.upconv1(feat)))
-    if head.upscale == 4:
-        out = head.lrelu(head.pixel_shuffle(head.upconv2(out)))
-    hr_feat = head.lrelu(head.conv_hr(out))
-    return head.conv_last(hr_feat) + base, hr_feat
-
-
 @ARCH_REGISTRY.register()
 class SRResNetMultiExit(MultiExitSR):
     """MSRResNet with early exits: the first k residual blocks plus exit head k form an SRResNet-k, the student. It is
@@ -78,5 +60,6 @@ class SRResNetMultiExit(MultiExitSR):
         return ExitHead(self.arch_opt['num_feat'], self.arch_opt['num_out_ch'], self.arch_opt['upscale'])
 
     def head(self, depth):
-        """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher (``upsample``)."""
+        """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher (the adapter's
+        ``tail`` reads the same names on both)."""
         return self if depth == self.num_block else self.exit_heads[str(depth)]

@@ -1,8 +1,14 @@
 """MSRResNet (BasicSR's modified SRResNet): unit = a residual block of ``body``; tail = ``upconv1`` (+ ``upconv2``
-at x4) with pixel shuffles, ``conv_hr``, ``conv_last`` and the bilinear global skip."""
+at x4) with pixel shuffles, ``conv_hr``, ``conv_last`` and the bilinear global skip. On a crop (routing) the tail
+cuts its context after each convolution, as far as the context is still valid there."""
 from torch.nn import functional as F
 
-from .base import Adapter, register_adapter
+from .base import Adapter, register_adapter, trim
+
+
+def bilinear(net, x):
+    """The (N, C, h*s, w*s) bilinear upsampling of the LR input: the global skip."""
+    return F.interpolate(x, scale_factor=net.upscale, mode='bilinear', align_corners=False)
 
 
 @register_adapter('MSRResNet')
@@ -11,8 +17,7 @@ class MSRResNetAdapter(Adapter):
     tail_names = ('upconv1', 'upconv2', 'pixel_shuffle', 'conv_hr', 'conv_last', 'lrelu')
 
     def stem(self, net, x):
-        base = F.interpolate(x, scale_factor=net.upscale, mode='bilinear', align_corners=False)
-        return net.lrelu(net.conv_first(x)), {'base': base}
+        return net.lrelu(net.conv_first(x)), {'base': bilinear(net, x)}
 
     def tail(self, net, head, feat, extras):
         out = head.lrelu(head.pixel_shuffle(head.upconv1(feat)))
@@ -23,3 +28,27 @@ class MSRResNetAdapter(Adapter):
 
     def receptive_field(self, net, depth):
         return 2 * depth + 3  # sd_plugin.inference's derivation
+
+    def tail_halo(self, net):
+        """2: ``upconv1`` reads one LR pixel, the layers after it together one more (``sd_plugin.inference``); the
+        bilinear skip reads one. The stem is not rerun."""
+        return 2
+
+    def crop_tail(self, net, head, feat, x, margins):
+        """The tail with its context cut after each convolution: a side with the full halo (``tail_halo``) loses one
+        pixel of the (then invalid) ring after each, a side at the image border (less than the halo) keeps its
+        zero-padded edge until the end; what is left is cut at the end, and the skip is the bilinear of ``x``."""
+        factor = 2 if net.upscale == 4 else net.upscale
+        layers = [(head.upconv1, factor)] + ([(head.upconv2, 2)] if net.upscale == 4 else [])
+        layers += [(head.conv_hr, 1), (head.conv_last, 1)]
+        early = [m >= self.tail_halo(net) for m in margins]
+        left, out = list(margins), feat
+        for conv, factor in layers:
+            cut = [min(1, m) if e else 0 for m, e in zip(left, early)]
+            out = trim(conv(out), cut)
+            left = [(m - c) * factor for m, c in zip(left, cut)]
+            if factor > 1:
+                out = head.pixel_shuffle(out)
+            if conv is not head.conv_last:
+                out = head.lrelu(out)
+        return trim(out, left) + trim(bilinear(net, x), [m * net.upscale for m in margins])
