@@ -47,6 +47,15 @@ def get_adapter(arch_type):
                       f'{", ".join(sorted(ADAPTERS))} (a new arch needs an adapter: {DOCS}){hint}')
 
 
+def stock_depth(net):
+    """The number of units of ``net``, a stock network of an arch with an adapter (its class name is the arch's
+    registered name: ``len(adapter.blocks(net))``); None for any other network."""
+    try:
+        return len(get_adapter(type(net).__name__).blocks(net))
+    except (ConfigError, AttributeError, TypeError):
+        return None
+
+
 def with_defaults(cls, arch_opt):
     """``arch_opt`` (a network_g dict with ``type``) with every keyword default of ``cls.__init__`` filled in."""
     defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
