@@ -3,6 +3,7 @@ the page into a folder of their own, named to the commands with ``--import`` or 
 body whose tail conv sits in the same list) runs through sd-train, sd-export and sd-upscale --tile / --budget from
 the commands alone; TokenNet (tokens, units that need per-image state) exports, tiles and routes exactly. A module
 that does not import is refused in one line."""
+import json
 import re
 import sys
 from os import path as osp
@@ -139,6 +140,28 @@ def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, 
     path.write_text(yaml.safe_dump({**spec, 'custom_imports': ['broken_archs']}))
     with pytest.raises(Exception, match='custom_imports broken_archs: does not import'):
         load_spec(str(path))
+
+
+def test_sd_study_trains_and_reports_a_study_of_a_user_arch(user_folder, tiny_data, tmp_path):
+    """sd-study from the command alone, on a study whose arch is the user's FlatNet (``custom_imports``, found in
+    the current folder): its run trains 2 iterations, and the report has the arm's PSNR and its student, a stock
+    FlatNet at the student depth."""
+    base = tiny_options(tiny_data, name='unused')
+    base.pop('name')
+    base['logger']['use_tb_logger'] = True
+    base['network_g'] = {'type': 'MultiExitSR', 'arch': dict(FLAT), 'exits': [2]}
+    spec = {'name': 'flat', 'seeds': [0], 'iters': 2, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
+            'arms': {'sd': {'label': 'SD'}}, 'base': base, 'custom_imports': ['flat_archs']}
+    (user_folder / 'flat_study.yml').write_text(yaml.safe_dump(spec))
+    out, report = tmp_path / 'study', tmp_path / 'report'
+    run_cli(['sd-study', 'flat_study.yml', '--out', str(out), '--report', str(report)], cwd=user_folder)
+    arm = json.load(open(report / 'study.json'))['arms']['sd']
+    scores = arm['sets']['tinyval']
+    assert arm['seeds_done'] == [0] and 'teacher_psnr' in scores
+    assert scores['student_psnr']['final']['per_seed']['0'] > 0
+    student = build_stock({**FLAT, 'num_layer': 2})
+    saved = torch.load(report / 'students' / 'sd_seed0.pth')['params']
+    student.load_state_dict({k: v.float() for k, v in saved.items()}, strict=True)
 
 
 TOOLS = ['calibrate', 'compare', 'dropin', 'eval', 'export', 'prepare', 'quickstart', 'reproduce', 'study', 'upscale']
