@@ -126,13 +126,19 @@ def test_a_module_that_does_not_import_is_refused_in_one_line(user_folder, tiny_
     assert_refused(code, err, '--import broken_archs: does not import (RuntimeError', tmp_path)
 
 
-def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, tiny_data, tmp_path):
+def flat_study(tiny_data, iters):
+    """A study file's contents: one arm ('sd', seed 0) of a MultiExitSR FlatNet with an exit at 2, whose module
+    ``custom_imports`` names."""
     base = tiny_options(tiny_data, name='unused')
     base.pop('name')
     base['logger']['use_tb_logger'] = True
     base['network_g'] = {'type': 'MultiExitSR', 'arch': dict(FLAT), 'exits': [2]}
-    spec = {'name': 'flat', 'seeds': [0], 'iters': 4, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
+    return {'name': 'flat', 'seeds': [0], 'iters': iters, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
             'arms': {'sd': {'label': 'SD'}}, 'base': base, 'custom_imports': ['flat_archs']}
+
+
+def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, tiny_data, tmp_path):
+    spec = flat_study(tiny_data, iters=4)
     path = tmp_path / 'study.yml'
     path.write_text(yaml.safe_dump(spec))
     loaded = load_spec(str(path), imports=['token_archs'])
@@ -146,13 +152,7 @@ def test_sd_study_trains_and_reports_a_study_of_a_user_arch(user_folder, tiny_da
     """sd-study from the command alone, on a study whose arch is the user's FlatNet (``custom_imports``, found in
     the current folder): its run trains 2 iterations, and the report has the arm's PSNR and its student, a stock
     FlatNet at the student depth."""
-    base = tiny_options(tiny_data, name='unused')
-    base.pop('name')
-    base['logger']['use_tb_logger'] = True
-    base['network_g'] = {'type': 'MultiExitSR', 'arch': dict(FLAT), 'exits': [2]}
-    spec = {'name': 'flat', 'seeds': [0], 'iters': 2, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
-            'arms': {'sd': {'label': 'SD'}}, 'base': base, 'custom_imports': ['flat_archs']}
-    (user_folder / 'flat_study.yml').write_text(yaml.safe_dump(spec))
+    (user_folder / 'flat_study.yml').write_text(yaml.safe_dump(flat_study(tiny_data, iters=2)))
     out, report = tmp_path / 'study', tmp_path / 'report'
     run_cli(['sd-study', 'flat_study.yml', '--out', str(out), '--report', str(report)], cwd=user_folder)
     arm = json.load(open(report / 'study.json'))['arms']['sd']
