@@ -18,7 +18,7 @@ The interface (``staged(net)`` makes it):
   output of that depth, less ``margins`` = (top, bottom, left, right) LR pixels of context (each side: 0, or less
   than ``head_halo`` at the image border, or ``head_halo`` where the crop ends inside the image): the adapter's
   ``crop_tail``, which may trim the context as early as each layer allows (MSRResNet);
-  ``head_macs(depth, h, w, margins)``: the MACs of that call on an (h, w) crop, counted;
+  ``head_macs(depth, h, w, margins)``: the MACs of that call on an (h, w) crop (``crop_tail_macs``);
 * ``block_halo``: LR pixels of context one unit reads on each side (a residual block of two 3x3 convolutions: 2);
   ``head_halo``: the same for a head (the adapter's ``tail_halo``);
 * ``macs_per_pixel(depth)``: multiply-accumulates of output ``depth`` per LR pixel (``complexity.count_macs``), and
@@ -45,11 +45,11 @@ PROBE = (16, 16)  # LR size on which MACs are counted (convolution MACs are prop
 
 class Staged:
     """The stages of a ``MultiExitSR`` (``sd_plugin.archs.multi_exit_arch``; ``SRResNetMultiExit`` is one) through its
-    arch adapter's hooks (``stem``, ``blocks``, ``block_extras``, ``run_block``, ``crop_tail``, ``tail_halo``,
-    ``receptive_field``, ``tile_multiple``, ``tokens``), for archs whose trunk keeps the LR resolution. Staged
-    features are (N, C, h, w) maps; an adapter whose features are tokens (``tokens``: SwinIR) gets them back as
-    (N, h*w, C) tokens of the crop, row by row, so a map crop is the tokens of that region. Each unit gets
-    ``block_extras`` of the crop it runs on.
+    arch adapter's hooks (``stem``, ``blocks``, ``block_extras``, ``run_block``, ``crop_tail``, ``crop_tail_macs``,
+    ``tail_halo``, ``receptive_field``, ``tile_multiple``, ``tokens``), for archs whose trunk keeps the LR
+    resolution. Staged features are (N, C, h, w) maps; an adapter whose features are tokens (``tokens``: SwinIR) gets
+    them back as (N, h*w, C) tokens of the crop, row by row, so a map crop is the tokens of that region. Each unit
+    gets ``block_extras`` of the crop it runs on.
 
     With a finite receptive field (MSRResNet, EDSR, RRDBNet at x4, SRVGGNetCompact) tiles are exact: ``block_halo``
     is the field's growth per unit, ``head_halo`` the adapter's ``tail_halo``. An arch without one (RCAN: channel
@@ -61,8 +61,7 @@ class Staged:
     whole-image pass, exactly.
 
     MACs: every output's per LR pixel, counted once (``_macs``); the stem's (``_stem``); one unit's, the slope
-    between the cheapest output and the teacher (every head costs the same); a head crop's, counted on a meta copy
-    of the network for each crop shape and margins (``head_macs``)."""
+    between the cheapest output and the teacher (every head costs the same); a head crop's (``head_macs``)."""
 
     def __init__(self, net):
         from sd_plugin.wrapped_network import tile_multiple, tile_padding
@@ -92,12 +91,10 @@ class Staged:
             what = 'tokens are not one per LR pixel' if adapter.tokens else 'trunk does not keep the LR resolution'
             raise ConfigError(f'--budget: a {net.arch_opt["type"]} {what} (features {tuple(feat.shape)} for a '
                               f'{side}x{side} input), so it cannot be cut into LR tiles')
-        self._channels = feat.shape[2] if adapter.tokens else feat.shape[1]
-        self._meta = copy.deepcopy(net).to('meta')
+        meta = copy.deepcopy(net).to('meta')
         with FlopCounterMode(display=False) as counter:
-            adapter.stem(self._meta.stock, torch.empty(1, net.num_in_ch, *PROBE, device='meta'))
+            adapter.stem(meta.stock, torch.empty(1, net.num_in_ch, *PROBE, device='meta'))
         self._stem = counter.get_total_flops() / 2 / (PROBE[0] * PROBE[1])
-        self._head_macs = {}
 
     @property
     def trunk_depth(self):
@@ -145,16 +142,10 @@ class Staged:
         return self.adapter.crop_tail(self.stock, self.net.head(depth), self.from_map(feat), x, tuple(margins))
 
     def head_macs(self, depth, height, width, margins):
-        """The MACs of ``head`` on one (height, width) crop with ``margins``, counted on the meta copy (once per
-        crop shape)."""
-        key = (depth, height, width, tuple(margins))
-        if key not in self._head_macs:
-            feat = torch.empty(1, self._channels, height, width, device='meta')
-            x = torch.empty(1, self.net.num_in_ch, height, width, device='meta')
-            with FlopCounterMode(display=False) as counter:
-                self.adapter.crop_tail(self._meta.stock, self._meta.head(depth), self.from_map(feat), x, key[3])
-            self._head_macs[key] = counter.get_total_flops() // 2
-        return self._head_macs[key]
+        """The MACs of ``head`` on one (height, width) crop with ``margins``: the adapter's ``crop_tail_macs``, by
+        default the head's and the stem's MACs per pixel (the default ``crop_tail`` reruns the stem)."""
+        macs = self.adapter.crop_tail_macs(self.stock, self.net.head(depth), (height, width), tuple(margins))
+        return height * width * (self.head_macs_per_pixel(depth) + self._stem) if macs is None else macs
 
 
 def staged(net):

@@ -174,10 +174,16 @@ class Adapter:
         the pixels wanted (each 0, below ``tail_halo`` at the image border, or ``tail_halo``) -> the SR image of
         the wanted pixels, (N, C, (h - top - bottom) * s, (w - left - right) * s). Default: the stem's extras
         recomputed from ``x``, ``tail``, the margins cut off the SR image. An adapter may cut the context earlier
-        (MSRResNet: after each layer), so that its high-resolution layers compute little of it; routing counts the
-        MACs of what this runs."""
+        (MSRResNet: after each layer), so that its high-resolution layers compute little of it; it then says what
+        that costs (``crop_tail_macs``)."""
         sr = self.tail(net, head, feat, self.stem(net, x)[1])[0]
         return trim(sr, [m * self.scale(net) for m in margins])
+
+    def crop_tail_macs(self, net, head, size, margins):
+        """The multiply-accumulates (convolutions and matrix products, as ``torch.utils.flop_counter`` counts them)
+        that ``crop_tail`` runs on an (h, w) = ``size`` crop with ``margins``, or None when they are the stem's and
+        the tail's MACs per LR pixel times h * w (the default ``crop_tail``'s). Routing plans its budget with it."""
+        return None
 
     def receptive_field(self, net, depth):
         """Radius in LR pixels of the input an output pixel depends on at ``depth`` units; None when an output

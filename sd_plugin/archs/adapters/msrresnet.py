@@ -34,21 +34,40 @@ class MSRResNetAdapter(Adapter):
         bilinear skip reads one. The stem is not rerun."""
         return 2
 
-    def crop_tail(self, net, head, feat, x, margins):
-        """The tail with its context cut after each convolution: a side with the full halo (``tail_halo``) loses one
-        pixel of the (then invalid) ring after each, a side at the image border (less than the halo) keeps its
-        zero-padded edge until the end; what is left is cut at the end, and the skip is the bilinear of ``x``."""
+    def tail_layers(self, net, head):
+        """[(convolution, pixel-shuffle factor after it)] of the tail, in the order ``tail`` runs them."""
         factor = 2 if net.upscale == 4 else net.upscale
         layers = [(head.upconv1, factor)] + ([(head.upconv2, 2)] if net.upscale == 4 else [])
-        layers += [(head.conv_hr, 1), (head.conv_last, 1)]
+        return layers + [(head.conv_hr, 1), (head.conv_last, 1)]
+
+    def cuts(self, net, head, margins):
+        """Per tail layer, the (top, bottom, left, right) pixels cut after its convolution, and the pixels cut at
+        the end. A side with the full halo (``tail_halo``) loses one pixel, the ring that is no longer valid, after
+        each convolution; a side at the image border (less than the halo) keeps its zero-padded edge to the end."""
         early = [m >= self.tail_halo(net) for m in margins]
-        left, out = list(margins), feat
-        for conv, factor in layers:
+        left, steps = list(margins), []
+        for _, factor in self.tail_layers(net, head):
             cut = [min(1, m) if e else 0 for m, e in zip(left, early)]
-            out = trim(conv(out), cut)
             left = [(m - c) * factor for m, c in zip(left, cut)]
+            steps.append(cut)
+        return steps, left
+
+    def crop_tail(self, net, head, feat, x, margins):
+        """The tail with its context cut after each convolution (``cuts``); the skip is the bilinear of ``x``."""
+        steps, left = self.cuts(net, head, margins)
+        out = feat
+        for (conv, factor), cut in zip(self.tail_layers(net, head), steps):
+            out = trim(conv(out), cut)
             if factor > 1:
                 out = head.pixel_shuffle(out)
             if conv is not head.conv_last:
                 out = head.lrelu(out)
         return trim(out, left) + trim(bilinear(net, x), [m * net.upscale for m in margins])
+
+    def crop_tail_macs(self, net, head, size, margins):
+        height, width = size
+        macs = 0
+        for (conv, factor), cut in zip(self.tail_layers(net, head), self.cuts(net, head, margins)[0]):
+            macs += height * width * conv.weight.numel()
+            height, width = (height - cut[0] - cut[1]) * factor, (width - cut[2] - cut[3]) * factor
+        return macs
