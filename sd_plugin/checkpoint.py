@@ -51,7 +51,7 @@ def params(ckpt, param_key, path):
 
 def select_params(ckpt, path, param_key=None):
     """The weights to run from a loaded checkpoint: ``param_key`` when given, else ``params_ema`` when present,
-    else ``params``; a bare state dict (no such keys, but ``conv_first.weight``) is taken whole.
+    else ``params``; a bare state dict (no such keys, and every value a tensor) is taken whole.
 
     Returns:
         tuple[str | None, dict]: the key used (None for a bare state dict) and the state dict.
@@ -61,6 +61,6 @@ def select_params(ckpt, path, param_key=None):
     for key in ('params_ema', 'params'):
         if key in ckpt:
             return key, ckpt[key]
-    if 'conv_first.weight' in ckpt:
+    if ckpt and all(torch.is_tensor(value) for value in ckpt.values()):
         return None, ckpt
     return 'params', params(ckpt, 'params', path)  # raises, naming what the file has

@@ -10,13 +10,14 @@ import statistics
 import time
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
 def in_channels(net):
-    """Channels of the images ``net`` takes: a MultiExitSR's ``num_in_ch`` (its adapter's: the image's, not
-    RRDBNet's pixel-unshuffled first conv's), else an SRResNet's ``conv_first``."""
-    return getattr(net, 'num_in_ch', None) or net.conv_first.in_channels
+    """Channels of ``net``'s LR input: a MultiExitSR's ``num_in_ch`` (its adapter's), else the input channels of
+    its first convolution (a stock network's first layer; not so after a pixel-unshuffle, as RRDBNet's at x1/x2)."""
+    return getattr(net, 'num_in_ch', None) or next(m.in_channels for m in net.modules() if isinstance(m, nn.Conv2d))
 
 
 def count_macs(net, depth, lr_size):

@@ -1,41 +1,19 @@
-"""sd-export: cut exit k out of a multi-exit checkpoint as a stock BasicSR one: ``MSRResNet(num_block=k)`` for an
-SRResNetMultiExit, the wrapped arch at depth k (``adapter.stock_options``) for a MultiExitSR."""
+"""sd-export: cut exit k out of a multi-exit checkpoint as a stock BasicSR one: the wrapped arch at depth k
+(``adapter.stock_options``; an SRResNetMultiExit is the MSRResNet case, its options read off its keys)."""
 import io
 import json
-import re
 import warnings
 from collections import OrderedDict
 from os import path as osp
 
 import torch
 
+from sd_plugin.archs.srresnet_multiexit_arch import inferred_options
 from sd_plugin.checkpoint import atomic_save, load_checkpoint, params
 from sd_plugin.errors import ConfigError
 from sd_plugin.files import atomic_write
 
 PARAM_KEYS = ('params', 'params_ema')
-
-
-def infer_arch(state_dict):
-    """The SRResNetMultiExit options a state dict was made with, read off its keys and shapes.
-
-    Returns:
-        dict: ``num_in_ch``, ``num_out_ch``, ``num_feat``, ``num_block``, ``upscale``, ``exits``.
-    """
-    if 'conv_first.weight' not in state_dict or 'conv_last.weight' not in state_dict:
-        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no conv_first / conv_last)')
-    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'body\.(\d+)\.', k)] if m}
-    exits = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r'exit_heads\.(\d+)\.', k)] if m})
-    num_feat, num_in_ch = state_dict['conv_first.weight'].shape[:2]
-    if 'upconv2.weight' in state_dict:
-        upscale = 4
-    elif 'upconv1.weight' not in state_dict:
-        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no upconv1), nor a MultiExitSR one (no '
-                          'multi_exit_options)')
-    else:
-        upscale = round((state_dict['upconv1.weight'].shape[0] // num_feat)**0.5)
-    return dict(num_in_ch=num_in_ch, num_out_ch=state_dict['conv_last.weight'].shape[0], num_feat=num_feat,
-                num_block=max(blocks) + 1 if blocks else 0, upscale=upscale, exits=exits)
 
 
 def wrapped_student_keys(state_dict, depth, options):
@@ -63,32 +41,28 @@ def wrapper_options(state_dict, network_opt=None):
     return options
 
 
+def any_options(state_dict, network_opt=None):
+    """``wrapper_options``, or for an SRResNetMultiExit / MSRResNet state dict those read off its keys and shapes
+    (``inferred_options``: the MSRResNet case)."""
+    return wrapper_options(state_dict, network_opt) or inferred_options(state_dict)
+
+
 def student_arch(state_dict, depth, network_opt=None):
     """The stock network_g that loads ``student_state_dict(state_dict, depth, network_opt)``."""
     from sd_plugin.archs.adapters import get_adapter
-    options = wrapper_options(state_dict, network_opt)
-    if options is not None:
-        return get_adapter(options['arch']['type']).stock_options(options['arch'], depth)
-    arch = infer_arch(student_state_dict(state_dict, depth))
-    return dict(type='MSRResNet', **{k: arch[k] for k in ('num_in_ch', 'num_out_ch', 'num_feat', 'num_block',
-                                                           'upscale')})
+    options = any_options(state_dict, network_opt)
+    return get_adapter(options['arch']['type']).stock_options(options['arch'], depth)
 
 
 def student_keys(state_dict, depth, network_opt=None):
-    """{stock parameter name: its name in ``state_dict``} of output ``depth`` (``wrapped_student_keys``). An
-    SRResNetMultiExit / MSRResNet state dict is the MSRResNet case, with its options read off its keys and shapes
-    (``infer_arch``): MSRResNet(num_block=depth)'s names. ``network_opt``: see ``wrapper_options``."""
-    options = wrapper_options(state_dict, network_opt)
-    if options is None:
-        arch = infer_arch(state_dict)
-        options = {'arch': {'type': 'MSRResNet', **{k: v for k, v in arch.items() if k != 'exits'}},
-                   'exits': arch['exits']}
-    return wrapped_student_keys(state_dict, depth, options)
+    """{stock parameter name: its name in ``state_dict``} of output ``depth`` (``wrapped_student_keys`` of
+    ``any_options``). ``network_opt``: see ``wrapper_options``."""
+    return wrapped_student_keys(state_dict, depth, any_options(state_dict, network_opt))
 
 
 def student_state_dict(state_dict, depth, network_opt=None):
-    """The stock state dict of exit ``depth`` (or of the teacher, at its own depth): ``MSRResNet(num_block=depth)``
-    for an SRResNetMultiExit, the wrapped arch at ``depth`` for a MultiExitSR."""
+    """The stock state dict of exit ``depth`` (or of the teacher, at its own depth): the wrapped arch's at ``depth``
+    (``MSRResNet(num_block=depth)``'s for an SRResNetMultiExit)."""
     return OrderedDict((name, state_dict[key]) for name, key in student_keys(state_dict, depth, network_opt).items())
 
 
@@ -113,7 +87,7 @@ def export(ckpt_path, depth, out_path, param_key=None, network_opt=None):
             raise ConfigError(f'{where}: a {type(state).__name__}, not a state dict')
         if options_from_state_dict(state, where) is None and (network_opt or {}).get('type') != 'MultiExitSR':
             try:
-                infer_arch(state)
+                inferred_options(state)  # the SRResNet layout, read off its keys
             except ConfigError as err:
                 raise ConfigError(f'{where}: {err}') from None
     result = {dst: student_state_dict(params(ckpt, src, ckpt_path), depth, network_opt)

@@ -42,10 +42,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit
+from sd_plugin.archs.adapters import stock_depth
+from sd_plugin.archs.srresnet_multiexit_arch import SRResNetMultiExit, infer_arch
 from sd_plugin.checkpoint import load_checkpoint, select_params
 from sd_plugin.errors import ConfigError
-from sd_plugin.export import infer_arch, student_state_dict
+from sd_plugin.export import student_state_dict
 from sd_plugin.threads import TORCH_DEFAULT, choose_threads  # noqa: F401  (choose_threads: imported from here)
 from sd_plugin.wrapped_network import align_tile, load_wrapped, tile_padding, wrapped_options
 
@@ -73,7 +74,7 @@ def load_sr_network(ckpt, exit=None, param_key=None):
     Args:
         ckpt (str): a ``SRResNetMultiExit`` checkpoint (keys ``exit_heads.*``), a stock BasicSR ``MSRResNet`` one or
             an ``sd-export``-ed student; a dict with ``params`` / ``params_ema``, or a bare state dict. The
-            architecture is read off the state dict (``sd_plugin.export.infer_arch``).
+            architecture is read off the state dict (``sd_plugin.archs.srresnet_multiexit_arch.infer_arch``).
         exit (int | None): the output to run: an exit depth or the teacher depth of a multi-exit checkpoint; None:
             the teacher (``num_block``). A single-output checkpoint accepts only None or its ``num_block``.
         param_key (str | None): weights to use; default ``params_ema`` when present, else ``params``.
@@ -125,11 +126,10 @@ def load_sr_network(ckpt, exit=None, param_key=None):
 
 class OnnxNetwork:
     """An ONNX SR model run by onnxruntime, with what ``run_network`` and ``upscale_array`` need: ``upscale``,
-    ``deploy_exit`` (its number of residual blocks, read off the initializer names and shapes as
-    ``sd_plugin.export.infer_arch`` reads a state dict; None when they are not there) and ``net(x)`` on a float
-    tensor. The file has one input and one output (``sd-export --onnx`` writes ``lr`` -> ``sr``); the scale is
-    measured on an 8 x 8 probe input. CPU (``CPUExecutionProvider``; ``threads``: its intra-op threads), or CUDA
-    with onnxruntime-gpu."""
+    ``deploy_exit`` (its number of residual blocks, read off the initializer names and shapes by ``infer_arch``, as
+    from a state dict; None when they are not there) and ``net(x)`` on a float tensor. The file has one input and
+    one output (``sd-export --onnx`` writes ``lr`` -> ``sr``); the scale is measured on an 8 x 8 probe input. CPU
+    (``CPUExecutionProvider``; ``threads``: its intra-op threads), or CUDA with onnxruntime-gpu."""
 
     def __init__(self, path, device='cpu', threads=None):
         try:
@@ -177,12 +177,13 @@ class OnnxNetwork:
 
 
 def network_depth(net, depth=None):
-    """The number of residual blocks that run for output ``depth`` of ``net`` (None: its plain forward's)."""
+    """The number of units that run for output ``depth`` of ``net`` (None: its plain forward's): a multi-exit
+    network's ``deploy_exit``, a stock network's depth by its arch adapter (``stock_depth``); None: unknown."""
     if depth is not None:
         return depth
     if hasattr(net, 'deploy_exit'):
         return net.deploy_exit
-    return len(net.body) if hasattr(net, 'body') else None  # a stock MSRResNet; None: unknown
+    return stock_depth(net)
 
 
 def net_device(net):

@@ -4,6 +4,7 @@ the MAC counter, the RGB reader and the HR -> LR derivation, lives below them), 
 an adapter's class."""
 import ast
 import glob
+import re
 from os import path as osp
 
 import pytest
@@ -45,4 +46,31 @@ def test_no_code_outside_archs_names_an_adapter_class():
              if any(name.endswith('Adapter') and name != 'Adapter'
                     for name in (n.attr if isinstance(n, ast.Attribute) else getattr(n, 'id', '')
                                  for n in ast.walk(ast.parse(open(path).read()))))]
+    assert not named
+
+
+LAYER_NAMES = {'conv_first', 'conv_last', 'body', 'upconv1', 'upconv2', 'conv_hr', 'exit_heads'}
+THROUGH_ADAPTERS = ('routing', 'export.py', 'checkpoint.py', 'inference.py', 'complexity.py')
+
+
+def code_names(path):
+    """Attribute names and string constants of a source file, docstrings left out."""
+    tree = ast.parse(open(path).read())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            yield node.attr
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield from re.findall(r'\w+', node.value)
+
+
+def test_routing_export_checkpoint_inference_name_no_layer():
+    """Routing, export, checkpoint reading, inference and MAC counting reach a network's layers through its
+    adapter (or ``archs/`` functions): their code names no layer (docstrings may)."""
+    files = [path for name in THROUGH_ADAPTERS
+             for path in glob.glob(osp.join(PACKAGE, name, '*.py')) + [osp.join(PACKAGE, name)] if path.endswith('.py')]
+    assert len(files) > 6
+    named = {(osp.relpath(path, ROOT), name) for path in files for name in code_names(path) if name in LAYER_NAMES}
     assert not named

@@ -94,3 +94,31 @@ def test_the_tools_take_wrapped_checkpoints_and_students(tmp_path):
     compare_main(['--hr', str(data / 'Set5' / 'GTmod4' / 'a.png'), '--model', f'teacher={multi}',
                   '--model', f'student={student}', '--out', str(tmp_path / 'cmp.png')])
     assert cv2.imread(str(tmp_path / 'cmp.png')) is not None
+
+
+def test_bare_state_dicts_and_stock_networks_go_through_their_adapters(tmp_path):
+    """A checkpoint that is a bare state dict (every value a tensor, no ``params``) is taken whole, an
+    SRResNetMultiExit one and a MultiExitSR (SRVGGNetCompact: no ``conv_first``) one alike; a dict of something else
+    is refused naming its keys.
+    A stock network's depth (what ``run_network`` pads tiles by) is its adapter's number of units."""
+    from basicsr.archs.srresnet_arch import MSRResNet
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+
+    from sd_plugin.archs import SRResNetMultiExit
+    from sd_plugin.inference import network_depth
+    torch.manual_seed(0)
+    nets = {'srresnet': SRResNetMultiExit(num_feat=8, num_block=3, exits=[1]),
+            'srvgg': MultiExitSR(arch=ARCHS['SRVGGNetCompact'], exits=[1])}
+    x = torch.rand(1, 3, 10, 12)
+    for name, net in nets.items():
+        torch.save(net.eval().state_dict(), tmp_path / f'{name}.pth')
+        loaded, info = load_sr_network(str(tmp_path / f'{name}.pth'), exit=1)
+        assert info['param_key'] is None and info['depth'] == 1
+        with torch.no_grad():
+            assert torch.equal(loaded(x), net.forward_exits(x, [1])[1])
+    torch.save({'net': nets['srresnet'].state_dict()}, tmp_path / 'nested.pth')
+    with pytest.raises(ConfigError, match=r"no param_key 'params' \(it has: net\)"):
+        load_sr_network(str(tmp_path / 'nested.pth'))
+    assert network_depth(MSRResNet(num_feat=8, num_block=5)) == 5
+    assert network_depth(SRVGGNetCompact(num_feat=8, num_conv=3)) == 3
+    assert network_depth(torch.nn.Conv2d(3, 3, 3)) is None

@@ -1,9 +1,11 @@
-"""MultiExitSR in training (issue 16): sd-train validates every exit of a wrapped EDSR, a wrapped RRDBNet resumes
-bitwise after a kill, and a user's own arch, registered from outside the package, is wrapped, trained and exported."""
+"""MultiExitSR in training (issue 16): sd-train validates every exit of a wrapped EDSR, trains and exports an
+SRVGGNetCompact under either of its names, a wrapped RRDBNet resumes bitwise after a kill, and a user's own arch,
+registered from outside the package, is wrapped, trained and exported."""
 import importlib.util
 import re
 import sys
 
+import pytest
 import torch
 from basicsr.models import build_model
 from helpers import model_options, run_cli, tiny_options, write_yaml
@@ -33,6 +35,30 @@ def test_sd_train_validates_every_exit_of_a_wrapped_edsr(tiny_data, tmp_path, ca
     ckpt = tmp_path / 'experiments' / 'edsr' / 'models' / 'net_g_latest.pth'
     export_main([str(ckpt), '--exit', '2', '--out', str(tmp_path / 'edsr2.pth')])
     assert re.search(r"network_g: \{'type': 'EDSR'.*'num_block': 2", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize('arch_type', ['SRVGGNetCompact_basicsr', 'SRVGGNetCompact'])
+def test_sd_train_trains_and_exports_srvggnetcompact_under_either_name(tiny_data, tmp_path, arch_type):
+    """BasicSR registers SRVGGNetCompact as SRVGGNetCompact_basicsr and finds it under both names: sd-train trains
+    a wrapped one (2 iterations) and validates every exit, and sd-export cuts exit 2 as SRVGGNetCompact(num_conv=2),
+    which loads strictly into the stock arch and gives the exit's output."""
+    arch = {'type': arch_type, 'num_feat': 8, 'num_conv': 3, 'upscale': 4}
+    opt = wrapped_options(tiny_data, arch, [1, 2], name='vgg', total_iter=2)
+    opt['val']['val_freq'] = 2
+    opt['logger'].update(save_checkpoint_freq=2, use_tb_logger=False)
+    run_cli(['sd-train', '-opt', write_yaml(opt, tmp_path / 'vgg.yml')], cwd=tmp_path)
+    assert set(dict(final_metrics(tmp_path / 'experiments' / 'vgg'))) == {'psnr', 'psnr_exit1', 'psnr_exit2'}
+    ckpt = tmp_path / 'experiments' / 'vgg' / 'models' / 'net_g_latest.pth'
+    export_main([str(ckpt), '--exit', '2', '--out', str(tmp_path / 'vgg2.pth')])
+    saved = torch.load(tmp_path / 'vgg2.pth')
+    assert saved['sd_plugin']['arch']['num_conv'] == 2
+    student = build_stock(saved['sd_plugin']['arch']).eval()
+    student.load_state_dict(saved['params'], strict=True)
+    net = MultiExitSR(arch, exits=[1, 2]).eval()
+    net.load_state_dict(torch.load(ckpt)['params'], strict=True)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert (student(x) - net.forward_exits(x, [2])[2]).abs().max() < 1e-5
 
 
 def test_killed_and_resumed_wrapped_rrdbnet_is_identical_to_an_uninterrupted_run(tiny_data, tmp_path):

@@ -121,7 +121,7 @@ def saved_option_faults(good):
             'MultiExitSR has no adapter for it': encoded({**options, 'arch': {**options['arch'], 'type': 'SRVGG'}}),
             'but the weights are another arch\'s or width': encoded(
                 {**options, 'arch': {**options['arch'], 'type': 'RCAN', 'num_group': 3, 'squeeze_factor': 4}}),
-            'another arch\'s or width (body.0.conv1.bias: (8,) in the weights, (16,)': encoded(
+            'another arch\'s or width (conv_first.weight: (8, 3, 3, 3) in the weights, (16, 3, 3, 3)': encoded(
                 {**options, 'arch': {**options['arch'], 'num_feat': 16}}),
             'names a EDSR of 4 blocks, the weights hold 3': encoded({**options, 'arch': {**options['arch'],
                                                                                         'num_block': 4}}),

@@ -262,6 +262,29 @@ def test_planned_macs_are_the_executed_macs(net, x):
     assert planned_macs(stages, grid, [6] * len(grid), 21, 30) == pytest.approx(teacher)  # no halo computed twice
 
 
+@pytest.mark.parametrize('keep, crop', [((5, 13, 6, 22), (3, 15, 4, 24)),  # full context on every side
+                                        ((0, 13, 1, 22), (0, 15, 0, 24)),  # top at the border, left 1 px there
+                                        ((2, 21, 0, 30), (0, 21, 0, 30))])  # only the top has context
+def test_msrresnet_head_crop_cuts_its_context_early_and_says_what_it_runs(net, x, keep, crop):
+    """A head crop (the MSRResNet adapter's ``crop_tail``) gives the pixels the head gives on the whole image, for
+    fewer MACs than the head on the whole crop (its context is cut after each convolution), and ``head_macs`` is
+    the count ``torch.utils.flop_counter`` makes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from sd_plugin.routing.execute import margins
+    stages = staged(net)
+    rows, cols = slice(crop[0], crop[1]), slice(crop[2], crop[3])
+    with torch.inference_mode():
+        feat = stages.advance(stages.stem(x), 0, 4)
+        with FlopCounterMode(display=False) as counter:
+            sr = stages.head(feat[..., rows, cols], 4, x[..., rows, cols], margins((crop, keep)))
+    assert sr.shape[2:] == ((keep[1] - keep[0]) * S, (keep[3] - keep[2]) * S)
+    assert (sr - whole(net, x)[4][..., keep[0] * S:keep[1] * S, keep[2] * S:keep[3] * S]).abs().max() <= 1e-5
+    height, width = crop[1] - crop[0], crop[3] - crop[2]
+    macs = stages.head_macs(4, height, width, margins((crop, keep)))
+    assert macs == counter.get_total_flops() // 2 < height * width * stages.head_macs_per_pixel(4)
+
+
 def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path):
     """The library path of sd-upscale: a routed Upscaler at budget 1 gives the teacher's image (same kind, BGR
     uint8), and its plan draws a route map."""
@@ -386,7 +409,9 @@ def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
                                   dict(type='SRVGGNetCompact', num_feat=8, num_conv=6, upscale=4)])
 def test_wrapped_arch_routes_exactly(arch):
     """A MultiExitSR (issue 16's wrapper) routes through its adapter: any mix is exact per tile, and the planned MACs
-    are the counted ones."""
+    are the counted ones. A head crop reruns the stem for its extras (EDSR's global residual), except MSRResNet's,
+    whose ``crop_tail`` reads only the bilinear skip: the teacher everywhere is then the teacher's MACs exactly, as
+    for an SRResNetMultiExit."""
     from sd_plugin.archs.multi_exit_arch import MultiExitSR
     from sd_plugin.routing.execute import executed_macs
     torch.manual_seed(0)
@@ -397,10 +422,11 @@ def test_wrapped_arch_routes_exactly(arch):
     route, sr = next(random_mixes(stages, x, grid, count=1))
     assert max(tile_errors(sr, outputs, grid, route)) <= 1e-5
     assert planned_macs(stages, grid, route, 21, 30) == pytest.approx(executed_macs(stages, x, grid, route))
-    teacher = stages.macs_per_pixel(6) * 21 * 30  # plus the stem, which a head crop runs again for its extras
+    teacher = stages.macs_per_pixel(6) * 21 * 30  # plus the stem where a head crop reruns it for its extras
     stem = stages.trunk_macs_per_pixel() - stages.trunk_depth * stages.block_macs_per_pixel()
     assert 0 < stem < stages.block_macs_per_pixel()
-    assert planned_macs(stages, grid, [6] * len(grid), 21, 30) == pytest.approx(teacher + stem * 21 * 30)
+    rerun = 0 if arch['type'] == 'MSRResNet' else stem * 21 * 30
+    assert planned_macs(stages, grid, [6] * len(grid), 21, 30) == pytest.approx(teacher + rerun)
 
 
 def test_wrapped_checkpoint_upscales_under_a_budget(tmp_path):

@@ -3,6 +3,7 @@ the page into a folder of their own, named to the commands with ``--import`` or 
 body whose tail conv sits in the same list) runs through sd-train, sd-export and sd-upscale --tile / --budget from
 the commands alone; TokenNet (tokens, units that need per-image state) exports, tiles and routes exactly. A module
 that does not import is refused in one line."""
+import json
 import re
 import sys
 from os import path as osp
@@ -125,13 +126,19 @@ def test_a_module_that_does_not_import_is_refused_in_one_line(user_folder, tiny_
     assert_refused(code, err, '--import broken_archs: does not import (RuntimeError', tmp_path)
 
 
-def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, tiny_data, tmp_path):
+def flat_study(tiny_data, iters):
+    """A study file's contents: one arm ('sd', seed 0) of a MultiExitSR FlatNet with an exit at 2, whose module
+    ``custom_imports`` names."""
     base = tiny_options(tiny_data, name='unused')
     base.pop('name')
     base['logger']['use_tb_logger'] = True
     base['network_g'] = {'type': 'MultiExitSR', 'arch': dict(FLAT), 'exits': [2]}
-    spec = {'name': 'flat', 'seeds': [0], 'iters': 4, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
+    return {'name': 'flat', 'seeds': [0], 'iters': iters, 'val_freq': 2, 'student_depth': 2, 'baseline': 'sd',
             'arms': {'sd': {'label': 'SD'}}, 'base': base, 'custom_imports': ['flat_archs']}
+
+
+def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, tiny_data, tmp_path):
+    spec = flat_study(tiny_data, iters=4)
     path = tmp_path / 'study.yml'
     path.write_text(yaml.safe_dump(spec))
     loaded = load_spec(str(path), imports=['token_archs'])
@@ -139,6 +146,22 @@ def test_sd_study_imports_the_modules_and_passes_them_to_every_run(user_folder, 
     path.write_text(yaml.safe_dump({**spec, 'custom_imports': ['broken_archs']}))
     with pytest.raises(Exception, match='custom_imports broken_archs: does not import'):
         load_spec(str(path))
+
+
+def test_sd_study_trains_and_reports_a_study_of_a_user_arch(user_folder, tiny_data, tmp_path):
+    """sd-study from the command alone, on a study whose arch is the user's FlatNet (``custom_imports``, found in
+    the current folder): its run trains 2 iterations, and the report has the arm's PSNR and its student, a stock
+    FlatNet at the student depth."""
+    (user_folder / 'flat_study.yml').write_text(yaml.safe_dump(flat_study(tiny_data, iters=2)))
+    out, report = tmp_path / 'study', tmp_path / 'report'
+    run_cli(['sd-study', 'flat_study.yml', '--out', str(out), '--report', str(report)], cwd=user_folder)
+    arm = json.load(open(report / 'study.json'))['arms']['sd']
+    scores = arm['sets']['tinyval']
+    assert arm['seeds_done'] == [0] and 'teacher_psnr' in scores
+    assert scores['student_psnr']['final']['per_seed']['0'] > 0
+    student = build_stock({**FLAT, 'num_layer': 2})
+    saved = torch.load(report / 'students' / 'sd_seed0.pth')['params']
+    student.load_state_dict({k: v.float() for k, v in saved.items()}, strict=True)
 
 
 TOOLS = ['calibrate', 'compare', 'dropin', 'eval', 'export', 'prepare', 'quickstart', 'reproduce', 'study', 'upscale']

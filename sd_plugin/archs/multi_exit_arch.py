@@ -207,36 +207,42 @@ def options_from_state_dict(state_dict, path=None):
 
 
 def stock_names(adapter, arch, depth):
-    """The state dict names of the stock arch ``arch`` at ``depth`` (built on the meta device: no weights)."""
-    with torch.device('meta'):
+    """The state dict names of the stock arch ``arch`` at ``depth`` (built on the meta device when the arch can be:
+    no weights)."""
+    try:
+        with torch.device('meta'):
+            return set(build_stock(adapter.stock_options(arch, depth)).state_dict())
+    except ConfigError:  # an arch whose constructor computes with tensors (SwinIR's attention masks)
         return set(build_stock(adapter.stock_options(arch, depth)).state_dict())
 
 
 def check_saved_layout(options, state_dict, heads):
     """ConfigError unless the saved ``options`` fit the weights ``state_dict`` (with exit heads ``heads``)."""
     adapter, arch = resolve_arch(options['arch'])
-    stock = build_stock(adapter.stock_options(arch, 1))
     unit = re.compile(re.escape(adapter.block_attr) + r'\.(\d+)\.')
-    first = f'{adapter.block_attr}.0.'
-
-    def layout(state):  # {name: shape} of the stem, the tail and the first unit
-        return {k: tuple(v.shape) for k, v in state.items() if torch.is_tensor(v) and k != OPTIONS_KEY and
-                not k.startswith('exit_heads.') and (not unit.match(k) or k.startswith(first))}
-    expected, found = layout(stock.state_dict()), layout(state_dict)
-    if expected != found:
-        name = sorted(set(expected.items()) ^ set(found.items()))[0][0]
-        raise ConfigError(f'names {arch["type"]} {dict(options["arch"])}, but the weights are another arch\'s or '
-                          f'width ({name}: {found.get(name, "absent")} in the weights, {expected.get(name, "absent")} '
-                          'in that arch)')
     try:
         depth = adapter.depth(arch)
     except (KeyError, TypeError, ValueError):
         raise ConfigError(f'arch.{adapter.depth_key}={arch.get(adapter.depth_key)!r}: not a depth') from None
-    found = {k for k in state_dict if k != OPTIONS_KEY and not k.startswith('exit_heads.')}
-    if stock_names(adapter, arch, depth) != found:  # the adapter's unit need not be one entry of a list (SRVGG)
-        guess = 1 + max((int(m.group(1)) for k in state_dict for m in [unit.match(k)] if m), default=-1)
-        held = guess if guess >= 1 and stock_names(adapter, arch, guess) == found else 'another number'
-        raise ConfigError(f'names a {arch["type"]} of {depth} {adapter.unit}s, the weights hold {held}')
+    # the weights' stem and first unit (and exit 1's head, if any), renamed by the adapter as the arch at depth 1
+    expected = {k: tuple(v.shape) for k, v in build_stock(adapter.stock_options(arch, 1)).state_dict().items()}
+    try:
+        found = {name: tuple(state_dict[key].shape) if torch.is_tensor(state_dict[key]) else None
+                 for name, key in student_keys(adapter, state_dict, 1, depth).items()}
+    except (IndexError, KeyError, ValueError):  # keys the adapter cannot read: another arch's
+        found = {}
+    wrong = [name for name in found if expected.get(name) != found[name]] or ([] if found else ['(no key)'])
+    if wrong:
+        name = wrong[0]
+        raise ConfigError(f'names {arch["type"]} {dict(options["arch"])}, but the weights are another arch\'s or '
+                          f'width ({name}: {found.get(name, "absent")} in the weights, {expected.get(name, "absent")} '
+                          'in that arch)')
+    guess = 1 + max((int(m.group(1)) for k in state_dict for m in [unit.match(k)] if m), default=-1)
+    if guess != depth:  # a unit need not be one entry of the list (SRVGG's is two): compare with the stock names
+        found = {k for k in state_dict if k != OPTIONS_KEY and not k.startswith('exit_heads.')}
+        if stock_names(adapter, arch, depth) != found:
+            held = guess if guess >= 1 and stock_names(adapter, arch, guess) == found else 'another number'
+            raise ConfigError(f'names a {arch["type"]} of {depth} {adapter.unit}s, the weights hold {held}')
     exits = check_exits(options['exits'], None, depth, f'{arch["type"]} has {depth} {adapter.unit}s')
     if exits != heads:
         raise ConfigError(f'names exits {exits}, the weights hold exit heads {heads}')

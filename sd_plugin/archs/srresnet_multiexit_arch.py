@@ -1,6 +1,8 @@
 """SRResNetMultiExit: the MSRResNet case of ``MultiExitSR`` (one implementation), under its own registered name and
 arguments, so that option files and checkpoints made with it keep working: BasicSR's MSRResNet (the teacher) with
 extra upsampling heads (the exits) inside its trunk."""
+import re
+
 from basicsr.archs.arch_util import default_init_weights
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
@@ -26,22 +28,36 @@ class ExitHead(nn.Module):
         default_init_weights([m for m in self.children() if isinstance(m, nn.Conv2d)], 0.1)
 
 
-def upsample(head, feat, base):
-    """Run an MSRResNet upsampling head.
+def infer_arch(state_dict):
+    """The SRResNetMultiExit options an SRResNetMultiExit / MSRResNet state dict (or {name: tensor of that shape})
+    was made with, read off its keys and shapes (its checkpoints do not save them).
 
-    Args:
-        head (nn.Module): the teacher (an ``MSRResNet``) or an ``ExitHead``: anything with MSRResNet's head layers.
-        feat (Tensor): (N, num_feat, h, w) trunk features.
-        base (Tensor): (N, num_out_ch, h*s, w*s) bilinear upsampling of the input, the global skip.
     Returns:
-        tuple[Tensor, Tensor]: the SR image, (N, num_out_ch, h*s, w*s), and the head's last features (after
-        ``conv_hr`` and its activation), (N, num_feat, h*s, w*s): the layer feature distillation compares.
+        dict: ``num_in_ch``, ``num_out_ch``, ``num_feat``, ``num_block`` (0 when no ``body.<i>`` key),
+        ``upscale``, ``exits`` (the ``exit_heads.<k>`` found).
     """
-    out = head.lrelu(head.pixel_shuffle(head.upconv1(feat)))
-    if head.upscale == 4:
-        out = head.lrelu(head.pixel_shuffle(head.upconv2(out)))
-    hr_feat = head.lrelu(head.conv_hr(out))
-    return head.conv_last(hr_feat) + base, hr_feat
+    if 'conv_first.weight' not in state_dict or 'conv_last.weight' not in state_dict:
+        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no conv_first / conv_last)')
+    blocks = {int(m.group(1)) for k in state_dict for m in [re.match(r'body\.(\d+)\.', k)] if m}
+    exits = sorted({int(m.group(1)) for k in state_dict for m in [re.match(r'exit_heads\.(\d+)\.', k)] if m})
+    num_feat, num_in_ch = state_dict['conv_first.weight'].shape[:2]
+    if 'upconv2.weight' in state_dict:
+        upscale = 4
+    elif 'upconv1.weight' not in state_dict:
+        raise ConfigError('not an MSRResNet / SRResNetMultiExit state dict (no upconv1), nor a MultiExitSR one (no '
+                          'multi_exit_options)')
+    else:
+        upscale = round((state_dict['upconv1.weight'].shape[0] // num_feat)**0.5)
+    return dict(num_in_ch=num_in_ch, num_out_ch=state_dict['conv_last.weight'].shape[0], num_feat=num_feat,
+                num_block=max(blocks) + 1 if blocks else 0, upscale=upscale, exits=exits)
+
+
+def inferred_options(state_dict):
+    """``{'arch': MSRResNet network_g, 'exits': [...]}`` of an SRResNetMultiExit / MSRResNet state dict
+    (``infer_arch``): the wrapper options a MultiExitSR checkpoint saves (``options_from_state_dict``)."""
+    arch = infer_arch(state_dict)
+    exits = arch.pop('exits')
+    return {'arch': {'type': 'MSRResNet', **arch}, 'exits': exits}
 
 
 @ARCH_REGISTRY.register()
@@ -78,5 +94,6 @@ class SRResNetMultiExit(MultiExitSR):
         return ExitHead(self.arch_opt['num_feat'], self.arch_opt['num_out_ch'], self.arch_opt['upscale'])
 
     def head(self, depth):
-        """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher (``upsample``)."""
+        """The upsampling head at ``depth``: an ``ExitHead``, or the model itself for the teacher (the adapter's
+        ``tail`` reads the same names on both)."""
         return self if depth == self.num_block else self.exit_heads[str(depth)]

@@ -78,6 +78,13 @@ def write_init(spec, arm, seed, out):
     return init
 
 
+def train_command():
+    """The Python code a run's process runs: sd-train, with the folder sd-study runs in last on ``sys.path``, so
+    that the run finds the study's ``custom_imports`` where sd-study found them (``sd_plugin.imports``: on
+    ``sys.path``, then in the current folder; the run's own is its run folder)."""
+    return f'import sys; sys.path.append({os.getcwd()!r}); from sd_plugin.train import main; main()'
+
+
 def train_one(spec, arm, seed, out, shares, log=print):
     """Train (or resume) one run with its share of the cores (``shares``: a ``sd_plugin.threads.RunShares``);
     returns its done record, or None when another process holds it."""
@@ -105,8 +112,8 @@ def train_one(spec, arm, seed, out, shares, log=print):
         with shares.run() as (threads, env), open(osp.join(folder, 'train.log'), 'a') as out_log:
             log(f'{run_name(arm, seed)}: training to {spec["iters"]} iterations ({threads["line"]}; '
                 f'log: {osp.join(folder, "train.log")})')
-            child = CHILDREN.popen([sys.executable, '-c', 'from sd_plugin.train import main; main()',
-                                    '-opt', 'opt.yml', '--auto_resume'], cwd=folder, env=env, stdout=out_log,
+            child = CHILDREN.popen([sys.executable, '-c', train_command(), '-opt', 'opt.yml', '--auto_resume'],
+                                   cwd=folder, env=env, stdout=out_log,
                                    stderr=subprocess.STDOUT, pass_fds=[lock.fileno()])  # the child keeps the lock
             if child is None:  # the study is stopping
                 return None

@@ -47,6 +47,15 @@ def get_adapter(arch_type):
                       f'{", ".join(sorted(ADAPTERS))} (a new arch needs an adapter: {DOCS}){hint}')
 
 
+def stock_depth(net):
+    """The number of units of ``net``, a stock network of an arch with an adapter (its class name is the arch's
+    registered name: ``len(adapter.blocks(net))``); None for any other network."""
+    try:
+        return len(get_adapter(type(net).__name__).blocks(net))
+    except (ConfigError, AttributeError, TypeError):
+        return None
+
+
 def with_defaults(cls, arch_opt):
     """``arch_opt`` (a network_g dict with ``type``) with every keyword default of ``cls.__init__`` filled in."""
     defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
@@ -153,6 +162,29 @@ class Adapter:
         tail's modules (``tail_modules``): the teacher's own or exit head k's."""
         raise NotImplementedError
 
+    def tail_halo(self, net):
+        """LR pixels of context ``crop_tail`` reads on each side for an exact crop, or None when it has no finite
+        field (default: ``receptive_field(net, 0)``: the stem, which the default reruns for the extras, and the
+        tail)."""
+        return self.receptive_field(net, 0)
+
+    def crop_tail(self, net, head, feat, x, margins):
+        """``tail`` on a crop (routing): ``feat`` the features after some unit on an (h, w) LR crop, ``x`` the
+        (N, C, h, w) LR input of the same crop, ``margins`` = (top, bottom, left, right) LR pixels of context around
+        the pixels wanted (each 0, below ``tail_halo`` at the image border, or ``tail_halo``) -> the SR image of
+        the wanted pixels, (N, C, (h - top - bottom) * s, (w - left - right) * s). Default: the stem's extras
+        recomputed from ``x``, ``tail``, the margins cut off the SR image. An adapter may cut the context earlier
+        (MSRResNet: after each layer), so that its high-resolution layers compute little of it; it then says what
+        that costs (``crop_tail_macs``)."""
+        sr = self.tail(net, head, feat, self.stem(net, x)[1])[0]
+        return trim(sr, [m * self.scale(net) for m in margins])
+
+    def crop_tail_macs(self, net, head, size, margins):
+        """The multiply-accumulates (convolutions and matrix products, as ``torch.utils.flop_counter`` counts them)
+        that ``crop_tail`` runs on an (h, w) = ``size`` crop with ``margins``, or None when they are the stem's and
+        the tail's MACs per LR pixel times h * w (the default ``crop_tail``'s). Routing plans its budget with it."""
+        return None
+
     def receptive_field(self, net, depth):
         """Radius in LR pixels of the input an output pixel depends on at ``depth`` units; None when an output
         pixel depends on the whole image or on where a tile starts (tiling is then approximate)."""
@@ -162,3 +194,9 @@ class Adapter:
         """Tiles start at multiples of this many LR pixels (SwinIR: its window size); 1 for convolutional archs.
         Routing pads the input to such a multiple (reflect, as SwinIR does) before the stem."""
         return 1
+
+
+def trim(t, cut):
+    """(N, C, H, W) tensor less ``cut`` = (top, bottom, left, right) pixels."""
+    top, bottom, left, right = cut
+    return t[..., top:t.shape[-2] - bottom, left:t.shape[-1] - right]
