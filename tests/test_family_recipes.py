@@ -244,3 +244,13 @@ def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_dat
     assert w2[('exit 2', 'Set5')]['n'] == 1 and w2[('exit 2', 'Set5')]['paired_mean_db'] == pytest.approx(0.4, abs=1e-5)
     assert recipes['w2']['teacher_vs_default'][0]['paired_mean_db'] == pytest.approx(-0.1, abs=1e-5)
     assert 'exit 2' in markdown(doc) and '(the default)' in markdown(doc)
+
+
+def test_the_study_writes_each_twins_initial_weights_from_the_family(tiny_data, tmp_path):
+    from sd_plugin.study.runner import write_init
+    spec = load_spec(family_spec(tiny_data, tmp_path))
+    out = str(tmp_path / 'out')
+    family = torch.load(write_init(spec, 'sd4', 0, out))['params']
+    twin = torch.load(write_init(spec, 'deep4', 0, out))['params']
+    for name, key in student_keys(family, 4).items():
+        assert torch.equal(twin[name], family[key]), name
