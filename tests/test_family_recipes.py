@@ -246,11 +246,15 @@ def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_dat
     assert 'exit 2' in markdown(doc) and '(the default)' in markdown(doc)
 
 
-def test_the_study_writes_each_twins_initial_weights_from_the_family(tiny_data, tmp_path):
+def test_the_study_writes_each_twins_initial_weights_from_the_family(tmp_path):
+    """options/study/family.yml: SRResNet-8 alone starts from exit 8's weights (without family_arm its head would be
+    its own initialisation, not exit 8's)."""
     from sd_plugin.study.runner import write_init
-    spec = load_spec(family_spec(tiny_data, tmp_path))
+    spec = load_spec(f'{ROOT}/options/study/family.yml', seeds=[0])
     out = str(tmp_path / 'out')
-    family = torch.load(write_init(spec, 'sd4', 0, out))['params']
-    twin = torch.load(write_init(spec, 'deep4', 0, out))['params']
-    for name, key in student_keys(family, 4).items():
+    family = torch.load(write_init(spec, 'sd32', 0, out))['params']
+    twin = torch.load(write_init(spec, 'alone8', 0, out))['params']
+    keys = student_keys(family, 8)
+    assert set(twin) == set(keys)
+    for name, key in keys.items():
         assert torch.equal(twin[name], family[key]), name
