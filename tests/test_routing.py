@@ -205,7 +205,7 @@ def test_calibration_is_written_beside_the_checkpoint_and_checked(ckpt, hr_folde
     record = json.load(open(routing_path(ckpt)))
     assert record['depths'] == [2, 4, 6] and record['images'] == 5 and record['tiles'] == 5 * 9  # 3 x 3 tiles
     assert len(record['edge']['gain'][0]) == 3 and 0 < record['learned']['params'] < 1000
-    assert {'edge_r2', 'learned_r2'} <= set(record)
+    assert {'edge_r2', 'learned_r2', 'edge_residual', 'learned_residual'} <= set(record)
     assert load_calibration(ckpt, [2, 4, 6])['tile'] == 4
     with pytest.raises(SystemExit) as err:  # an existing calibration is replaced only with --overwrite
         main([ckpt, '--data', hr_folder])
