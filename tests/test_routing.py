@@ -279,6 +279,8 @@ def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path
     assert (tmp_path / 'map.png').stat().st_size > 1000
     with pytest.raises(ConfigError, match='--exit and --budget'):
         Upscaler(ckpt, exit=2, budget=0.5)
+    with pytest.raises(ConfigError, match='--margin'):
+        Upscaler(ckpt, budget=0.5, margin=float('nan'))
 
 
 @pytest.fixture
@@ -354,6 +356,9 @@ def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--vs-fixed', str(out / 'w.json')])
     assert err.value.code == 2 and 'it needs --budget' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.9', '--margin', '-1'])
+    assert err.value.code == 2 and '--margin -1.0: must be a number >= 0' in capsys.readouterr().err
 
 
 def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
