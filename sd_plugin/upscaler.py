@@ -151,7 +151,8 @@ def what_ran(plan):
     best, versus = output_name(plan.versus['depth'], plan.depths), plan.versus
     return (f'ran {ran}; predicted gains: mix from {output_name(plan.depths[0], plan.depths)} {versus["mix"]:.0f}, '
             f'{best} everywhere (the best fixed output that fits) {versus["fixed"]:.0f}, mix from {best} '
-            f'{versus["upgraded"]:.0f}; a mix runs when ahead of it by more than {versus["margin"]:.0f} (--margin)')
+            f'{versus["upgraded"]:.0f}; a mix runs when ahead of the fixed exits at its MACs '
+            f'({versus["level"]:.0f}) by more than {versus["margin"]:.0f} (--margin)')
 
 
 

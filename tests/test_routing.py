@@ -598,7 +598,7 @@ def test_the_margin_runs_the_fixed_exit_when_the_calibration_is_unsure(net):
     assert runs[0.0, 1.0] is None and runs[50.0, 0.0] is None
     assert runs[50.0, 1.0] == plan.versus['depth'] and plan.versus['margin'] == 0  # margin 0: none
     sr, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table, 'edge_residual': 50.0})
-    assert plan.fixed == plan.versus['depth'] and plan.versus['margin'] > plan.versus['mix'] - plan.versus['fixed']
+    assert plan.fixed == plan.versus['depth'] and plan.versus['margin'] > plan.versus['mix'] - plan.versus['level']
     assert set(plan.route) == {plan.fixed} and torch.equal(sr, whole(net, half)[plan.fixed])
     with pytest.raises(ConfigError, match='edge_residual'):
         route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table})

@@ -127,13 +127,15 @@ def against_fixed(stages, gains, grid, budget, height, width, error=0.0):
     gain runs (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
     or fits, so the plan that runs never predicts less than the best fixed output.
 
-    The safety margin: a mix's predicted gain is an estimate, so it runs only when it is ahead of the fixed output's
-    by more than ``error`` (the router's error of the gain per LR pixel, in the units the margin asks for: see
-    ``route_margin``) times the root of the summed squared areas of the tiles it changes (the standard error of a
-    sum of independent per-tile errors: error x tile area x sqrt(tiles) for equal tiles); otherwise the fixed output
+    The safety margin: a mix's predicted gain is an estimate, so it runs only when it is ahead of the fixed exits'
+    predicted gain at the MACs it runs (``level``: the fixed output's gain plus ``slope`` times the MACs the mix runs
+    beyond it; what ``sd-eval --vs-fixed`` compares with, in PSNR) by more than ``error`` (the router's error of the
+    gain per LR pixel, in the units the margin asks for: see ``route_margin``) times the root of the summed squared
+    areas of the tiles it changes (the standard error of a sum of independent per-tile errors: error x tile area x
+    sqrt(tiles) for equal tiles); otherwise the fixed output
     runs on the whole image. ``error`` 0: no margin (a mix runs when it predicts more). ``versus`` = {'mix',
-    'upgraded', 'fixed': the predicted gains of the three, 'depth': the fixed output, 'margin': the margin of the
-    plan compared}."""
+    'upgraded', 'fixed': the predicted gains of the three, 'depth': the fixed output, 'level' and 'margin': of the
+    better mix}."""
     index = {d: i for i, d in enumerate(stages.depths)}
 
     def predicted(route):
@@ -146,8 +148,10 @@ def against_fixed(stages, gains, grid, budget, height, width, error=0.0):
     versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
     chosen = mix if versus['mix'] > versus['upgraded'] else upgraded
     changed = tile_areas(grid)[np.array(chosen[0]) != depth]
-    versus['margin'] = error * float(np.sqrt((changed ** 2).sum()))
-    if error > 0 and predicted(chosen[0]) - gain <= versus['margin']:  # not surely ahead: the fixed output
+    teacher = stages.macs_per_pixel(stages.depths[-1]) * height * width
+    extra = chosen[2] * teacher - planned_macs(stages, grid, [depth] * len(grid), height, width)
+    versus.update(level=gain + slope * extra, margin=error * float(np.sqrt((changed ** 2).sum())))
+    if error > 0 and predicted(chosen[0]) - versus['level'] <= versus['margin']:  # not surely ahead: the fixed output
         chosen = fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=np.inf)
     return chosen, versus
 
