@@ -9,6 +9,9 @@
 #   BEFORE=901fe62 ROUTERS="edge edge+bicubic oracle" scripts/routing_vs_fixed.sh   # instead: the same evaluation
 #     with the code of commit BEFORE (git archive into results/), written to results/routing_vs_fixed/before.json and
 #     summarised (against the fixed exits) by scripts/routing_summary.py; docs/routing/ is left alone
+#   MARGIN=0 ROUTERS="edge learned" scripts/routing_vs_fixed.sh   # instead: the current code with another --margin
+#     (default: sd-eval's), written to results/routing_vs_fixed/margin_$MARGIN.json and summarised likewise;
+#     docs/routing/ is left alone
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
@@ -26,6 +29,12 @@ if [ -n "${BEFORE:-}" ]; then
   PYTHONPATH=$CODE "$BIN/sd-eval" "$CKPT" --data "$DATA" --sets Set5 Set14 --budget 0.5 0.6 0.7 0.8 \
     --router $ROUTERS --threads 1 --quiet --overwrite --json "$OUT/before.json"
   "$BIN/python" scripts/routing_summary.py "$OUT/before.json" --budgets 0.5 0.6 0.7 0.8
+  exit
+fi
+if [ -n "${MARGIN:-}" ]; then
+  "$BIN/sd-eval" "$CKPT" --data "$DATA" --sets Set5 Set14 --budget 0.5 0.6 0.7 0.8 --router $ROUTERS \
+    --margin "$MARGIN" --threads 1 --quiet --overwrite --json "$OUT/margin_$MARGIN.json"
+  "$BIN/python" scripts/routing_summary.py "$OUT/margin_$MARGIN.json" --budgets 0.5 0.6 0.7 0.8
   exit
 fi
 [ -f "$CKPT.routing.json" ] || "$BIN/sd-calibrate" "$CKPT" --data "$TRAIN/T91/HR" "$TRAIN/BSD200/HR" --threads 1

@@ -17,7 +17,15 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.inference import as_channels_last, load_sr_network, upscale_array
 from sd_plugin.routing.bicubic import WithBicubic, output_name
 from sd_plugin.routing.calibration import load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, needs_gains, route_image
+from sd_plugin.routing.plan import (
+    DEFAULT_MARGIN,
+    DEFAULT_ROUTE_TILE,
+    check_budget,
+    check_margin,
+    check_route_tile,
+    needs_gains,
+    route_image,
+)
 from sd_plugin.routing.routers import DEFAULT_ROUTER, ROUTERS, USER_ROUTERS
 from sd_plugin.routing.staged import staged
 
@@ -29,10 +37,10 @@ class RoutedNetwork:
 
     deploy_exit = None
 
-    def __init__(self, net, stages, budget, router, route_tile, calibration, channels_last=True):
+    def __init__(self, net, stages, budget, router, route_tile, calibration, channels_last=True, margin=DEFAULT_MARGIN):
         self.net, self.stages, self.upscale = net, stages, net.upscale
         self.budget, self.router, self.route_tile, self.calibration = budget, router, route_tile, calibration
-        self.channels_last = channels_last
+        self.channels_last, self.margin = channels_last, margin
         self.plans = []
 
     def parameters(self):
@@ -45,7 +53,8 @@ class RoutedNetwork:
     def __call__(self, x, gt=None):
         if self.channels_last:
             x = as_channels_last(x)
-        sr, plan = route_image(self.stages, x, self.budget, self.router, self.route_tile, self.calibration, gt)
+        sr, plan = route_image(self.stages, x, self.budget, self.router, self.route_tile, self.calibration, gt,
+                               margin=self.margin)
         self.plans.append(plan)
         return sr
 
@@ -62,6 +71,8 @@ class Upscaler:
         router (str): 'edge' or 'learned' (need ``CKPT.routing.json``, ``sd-calibrate``), or 'random' / 'oracle'
             (evaluation).
         route_tile (int): routing tile side in LR pixels.
+        margin (float): standard errors of the predicted gain a mix must be ahead of the best fixed output by
+            (``sd_plugin.routing.plan.against_fixed``; 0: none).
         bicubic (bool): bicubic upsampling is one more choice, below the cheapest exit (``sd_plugin.routing.bicubic``).
         loaded (tuple | None): (net, info) already loaded (``load_sr_network``, or an ``OnnxNetwork`` and its info
             for a fixed output); ``model`` then only names the checkpoint (its calibration is ``model`` +
@@ -72,7 +83,7 @@ class Upscaler:
 
     def __init__(self, model, exit=None, param_key=None, tile=0, tile_pad=None, precision='fp32', alpha='bicubic',
                  channels_last=None, threads=None, budget=None, router=DEFAULT_ROUTER, route_tile=DEFAULT_ROUTE_TILE,
-                 bicubic=False, loaded=None):
+                 bicubic=False, loaded=None, margin=DEFAULT_MARGIN):
         if budget is not None and exit is not None:
             raise ConfigError('--exit and --budget: choose one (a fixed output, or a routed mix under a budget)')
         self.net, self.info = loaded if loaded is not None else load_sr_network(model, exit, param_key)
@@ -81,6 +92,7 @@ class Upscaler:
         self.routed = None
         if budget is not None:
             check_budget(budget)
+            check_margin(margin)
             if router not in ROUTERS:
                 raise ConfigError(f'--router {router!r}: must be one of {", ".join(ROUTERS)}')
             if tile:
@@ -93,7 +105,7 @@ class Upscaler:
             needed = router in USER_ROUTERS and needs_gains(stages, budget)  # not at 1, nor below the cheapest
             calibration = load_calibration(model, depths, self.info.get('param_key')) if needed else None
             self.routed = RoutedNetwork(self.net, stages, budget, router, route_tile, calibration,
-                                        channels_last is not False)
+                                        channels_last is not False, margin)
 
     @property
     def plans(self):
@@ -130,7 +142,8 @@ def describe_plan(plan):
 
 def what_ran(plan):
     """'ran exit 8 everywhere (fixed, whole image)' or 'ran the routed mix', with the predicted gains compared: of the
-    greedy mix from the cheapest output, of the best fixed output that fits and of the greedy mix from it."""
+    greedy mix from the cheapest output, of the best fixed output that fits and of the greedy mix from it, and the
+    margin a mix had to be ahead by."""
     ran = ('the routed mix' if plan.fixed is None else
            f'{output_name(plan.fixed, plan.depths)} everywhere (fixed, whole image)')
     if plan.versus is None:
@@ -138,14 +151,17 @@ def what_ran(plan):
     best, versus = output_name(plan.versus['depth'], plan.depths), plan.versus
     return (f'ran {ran}; predicted gains: mix from {output_name(plan.depths[0], plan.depths)} {versus["mix"]:.0f}, '
             f'{best} everywhere (the best fixed output that fits) {versus["fixed"]:.0f}, mix from {best} '
-            f'{versus["upgraded"]:.0f}')
+            f'{versus["upgraded"]:.0f}; a mix runs when ahead of the fixed exits at its MACs '
+            f'({versus["level"]:.0f}) by more than {versus["margin"]:.0f} (--margin)')
 
 
 
-def routed_network(model, loaded, budget, router=DEFAULT_ROUTER, route_tile=DEFAULT_ROUTE_TILE, bicubic=False):
+def routed_network(model, loaded, budget, router=DEFAULT_ROUTER, route_tile=DEFAULT_ROUTE_TILE, bicubic=False,
+                   margin=DEFAULT_MARGIN):
     """The ``RoutedNetwork`` of an already loaded checkpoint (``loaded`` = (net, info) of ``load_sr_network``), for
     ``upscale_array`` with ``tile=0`` (sd-upscale --budget)."""
-    return Upscaler(model, budget=budget, router=router, route_tile=route_tile, bicubic=bicubic, loaded=loaded).routed
+    return Upscaler(model, budget=budget, router=router, route_tile=route_tile, bicubic=bicubic, loaded=loaded,
+                    margin=margin).routed
 
 
 def report_route(plans, lr_path, route_map=None, log=print):

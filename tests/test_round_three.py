@@ -202,6 +202,8 @@ def calibration_faults(bins):
             'Infinity in mean_gain': (setting('mean_gain', value=lambda m: [float('inf')] * len(m)),
                                       'mean_gain: holds NaN or Inf'),
             'mean_bicubic a list': (setting('mean_bicubic', value=[1.0]), 'mean_bicubic: must be a number (0-D)'),
+            'NaN residual': (setting('edge_residual', value=float('nan')), 'edge_residual: holds NaN or Inf'),
+            'negative residual': (setting('learned_residual', value=-1.0), 'learned_residual: must be >= 0'),
             'another param key': (setting('param_key', value='params_ema'), 'param_key: calibrated on the weights '
                                   'params_ema, this run uses params'),
             'no param key recorded': (setting('param_key', value=KeyError), 'param_key: calibrated on the weights none '

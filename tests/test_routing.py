@@ -205,7 +205,7 @@ def test_calibration_is_written_beside_the_checkpoint_and_checked(ckpt, hr_folde
     record = json.load(open(routing_path(ckpt)))
     assert record['depths'] == [2, 4, 6] and record['images'] == 5 and record['tiles'] == 5 * 9  # 3 x 3 tiles
     assert len(record['edge']['gain'][0]) == 3 and 0 < record['learned']['params'] < 1000
-    assert {'edge_r2', 'learned_r2'} <= set(record)
+    assert {'edge_r2', 'learned_r2', 'edge_residual', 'learned_residual'} <= set(record)
     assert load_calibration(ckpt, [2, 4, 6], 'params')['tile'] == 4
     with pytest.raises(SystemExit) as err:  # an existing calibration is replaced only with --overwrite
         main([ckpt, '--data', hr_folder])
@@ -302,6 +302,8 @@ def test_upscaler_budget_one_is_the_teacher_and_saves_a_route_map(ckpt, tmp_path
     assert (tmp_path / 'map.png').stat().st_size > 1000
     with pytest.raises(ConfigError, match='--exit and --budget'):
         Upscaler(ckpt, exit=2, budget=0.5)
+    with pytest.raises(ConfigError, match='--margin'):
+        Upscaler(ckpt, budget=0.5, margin=float('nan'))
 
 
 @pytest.fixture
@@ -377,6 +379,9 @@ def test_sd_eval_budget_command(ckpt, tiny_set, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--vs-fixed', str(out / 'w.json')])
     assert err.value.code == 2 and 'it needs --budget' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        main([ckpt, '--data', tiny_set, '--sets', 'Tiny', '--budget', '0.9', '--margin', '-1'])
+    assert err.value.code == 2 and '--margin -1.0: must be a number >= 0' in capsys.readouterr().err
 
 
 def test_sd_upscale_budget_command(ckpt, tmp_path, capsys):
@@ -588,7 +593,7 @@ def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net
     exit 4 runs on the whole image: its output exactly, its MACs, and the summary line and plan say so. With the
     teacher far better on the textured half of an image, a mix predicts more, and runs."""
     from sd_plugin.upscaler import describe_plan
-    calibration = {'edge': {'bin_edges': [], 'gain': [[0.0, 5.0, 8.0]]}}
+    calibration = {'edge': {'bin_edges': [], 'gain': [[0.0, 5.0, 8.0]]}, 'edge_residual': 0.0}
     sr, plan = route_image(staged(net), x, 0.95, 'edge', tile=8, calibration=calibration)
     assert plan.versus['mix'] < plan.versus['fixed'] and plan.versus['depth'] == 4
     assert plan.fixed == 4 and set(plan.route) == {4} and torch.equal(sr, whole(net, x)[4])
@@ -597,10 +602,34 @@ def test_a_calibration_where_routing_looks_worse_runs_the_fixed_exit_exactly(net
     assert line.startswith('ran exit 4 everywhere (fixed, whole image); predicted gains: mix from exit 2')
     half = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
     half[..., :48] = 0.5  # flat (edge score 0) but for the right 16 columns
-    calibration = {'edge': {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}}
+    calibration = {'edge': {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}, 'edge_residual': 0.0}
     _, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration=calibration)
     assert plan.fixed is None and max(plan.versus['mix'], plan.versus['upgraded']) > plan.versus['fixed']
     assert describe_plan(plan).startswith('ran the routed mix; predicted gains: mix from exit 2')
+
+
+def test_the_margin_runs_the_fixed_exit_when_the_calibration_is_unsure(net):
+    """The image where a mix predicts more (above): with a held-out residual of 0 the mix runs at the default
+    margin; with a residual as large as the gains, the best fixed output runs on the whole image, exactly; margin 0
+    is today's rule whatever the residual. A margin without a residual in the calibration, or a negative one, is a
+    ConfigError."""
+    half = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    half[..., :48] = 0.5
+    table = {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}
+    runs = {}
+    for residual, margin in ((0.0, 1.0), (50.0, 1.0), (50.0, 0.0)):
+        sr, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, margin=margin,
+                               calibration={'edge': table, 'edge_residual': residual})
+        runs[residual, margin] = plan.fixed
+    assert runs[0.0, 1.0] is None and runs[50.0, 0.0] is None
+    assert runs[50.0, 1.0] == plan.versus['depth'] and plan.versus['margin'] == 0  # margin 0: none
+    sr, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table, 'edge_residual': 50.0})
+    assert plan.fixed == plan.versus['depth'] and plan.versus['margin'] > plan.versus['mix'] - plan.versus['level']
+    assert set(plan.route) == {plan.fixed} and torch.equal(sr, whole(net, half)[plan.fixed])
+    with pytest.raises(ConfigError, match='edge_residual'):
+        route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table})
+    with pytest.raises(ConfigError, match='--margin'):
+        route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table}, margin=-1)
 
 
 def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt, tiny_set):

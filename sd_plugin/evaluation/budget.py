@@ -37,7 +37,15 @@ from sd_plugin.evaluation.protocol import load_pairs, measure
 from sd_plugin.inference import as_channels_last, load_sr_network, tile_grid
 from sd_plugin.routing.bicubic import BICUBIC, WithBicubic, bicubic
 from sd_plugin.routing.calibration import all_outputs, load_calibration, to_input
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE, check_budget, check_route_tile, needs_gains, route_image
+from sd_plugin.routing.plan import (
+    DEFAULT_MARGIN,
+    DEFAULT_ROUTE_TILE,
+    check_budget,
+    check_margin,
+    check_route_tile,
+    needs_gains,
+    route_image,
+)
 from sd_plugin.routing.routers import ROUTERS, USER_ROUTERS
 from sd_plugin.routing.scores import gt_luma, oracle_gains
 from sd_plugin.routing.staged import staged
@@ -60,10 +68,11 @@ def to_uint8(sr):
 @torch.inference_mode()
 def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6, 0.7, 0.85, 1.0),
                     routers=('edge', 'learned', 'random', 'oracle'), route_tile=DEFAULT_ROUTE_TILE, mode='y',
-                    param_key=None, seed=0, progress=True, log=print):
+                    param_key=None, seed=0, progress=True, log=print, margin=DEFAULT_MARGIN):
     """The records of the module docstring (fixed outputs first, then routed, per set)."""
     for budget in budgets:
         check_budget(budget)
+    check_margin(margin)
     for router in routers:
         if router not in EVAL_ROUTERS:
             raise ConfigError(f'--router {router!r}: must be one of {", ".join(EVAL_ROUTERS)}')
@@ -79,7 +88,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
     costs = {d: stages.macs_per_pixel(d) / stages.macs_per_pixel(teacher) for d in stages.depths}
     pairs = {name: load_pairs(data, name, scale) for name in sets}  # every set checked before the slow work
     log(f'sd-eval --budget: {ckpt} [{info["param_key"] or "state dict"}] outputs {stages.depths} (MAC shares '
-        f'{", ".join(f"{d}: {c:.3f}" for d, c in costs.items())}); route tile {route_tile} LR px; '
+        f'{", ".join(f"{d}: {c:.3f}" for d, c in costs.items())}); route tile {route_tile} LR px; margin {margin:g}; '
         f'{torch.get_num_threads()} thread(s)')
     if stages.note:
         log(f'sd-eval --budget: {stages.note}')
@@ -111,7 +120,7 @@ def evaluate_budget(ckpt, data='datasets', sets=('Set5', 'Set14'), budgets=(0.6,
                         oracle[router] = oracle_gains(mine, gt_luma(gt), grid, scale)
                     (sr, plan), ms = timed(lambda r=router, b=budget: route_image(
                         routed_stages, x, b, bases[r], route_tile, calibration, seed=seed + index,
-                        gains=oracle.get(r) if b < 1 else None))
+                        gains=oracle.get(r) if b < 1 else None, margin=margin))
                     slot = routed[router, budget]
                     slot['ms'].append(ms)
                     slot['teacher_ms'].append(timed(lambda: net.forward_exits(x, [teacher]))[1])

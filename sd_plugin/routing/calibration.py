@@ -11,7 +11,9 @@ reduction of the summed squared Y error, 0-255 scale, over the cheapest output).
   fitted with the network frozen (the samples are computed once, under ``torch.inference_mode``).
 
 Both are checked on held-out images (every ``HOLDOUT``-th image): ``r2`` (coefficient of determination of the gain
-per pixel, all deeper outputs together) is stored with each router in the JSON.
+per pixel, all deeper outputs together) and ``residual`` (the root mean square of the predicted minus the true gain
+per LR pixel, the same columns: ``rms``; the error ``plan.against_fixed``'s margin is made of) are stored with each
+router in the JSON (``edge_r2``, ``edge_residual``, ...).
 
 The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds what it depends on, each checked on loading:
 ``checkpoint`` (file name) and ``checkpoint_sha256``, ``depths``, ``param_key`` (the weights it was fitted on:
@@ -166,6 +168,11 @@ def r2(predicted, true):
     return float(1 - ((predicted - true) ** 2).sum() / max(((true - true.mean(0)) ** 2).sum(), 1e-12))
 
 
+def rms(predicted, true):
+    """Root mean square of the deeper outputs' (columns 1..) predicted minus true gain per LR pixel."""
+    return float(np.sqrt(((predicted[:, 1:] - true[:, 1:]) ** 2).mean()))
+
+
 def calibrate(samples, bins=12, hidden=6, steps=2000):
     """The ``edge`` and ``learned`` entries (each with its held-out ``r2``, then refitted on every image) and
     ``mean_gain``, from a list of per-image ``image_samples``."""
@@ -179,8 +186,9 @@ def calibrate(samples, bins=12, hidden=6, steps=2000):
         edge = fit_edge(cat(fit, 'edge'), cat(fit, 'gain'), bins)
         learned = fit_learned(cat(fit, 'stats'), cat(fit, 'edge'), cat(fit, 'gain'), hidden, steps)
         truth = cat(held, 'gain')
-        result['edge_r2'] = r2(edge_gains(edge, cat(held, 'edge')), truth)
-        result['learned_r2'] = r2(learned_gains(learned, cat(held, 'stats'), cat(held, 'edge')), truth)
+        for name, predicted in (('edge', edge_gains(edge, cat(held, 'edge'))),
+                                ('learned', learned_gains(learned, cat(held, 'stats'), cat(held, 'edge')))):
+            result[f'{name}_r2'], result[f'{name}_residual'] = r2(predicted, truth), rms(predicted, truth)
         bic = fit_edge(cat(fit, 'edge'), cat(fit, 'bicubic')[:, None], bins)
         truth = cat(held, 'bicubic')[:, None]
         result['bicubic_r2'] = r2(np.c_[0 * truth, edge_gains(bic, cat(held, 'edge'))], np.c_[0 * truth, truth])
@@ -264,6 +272,10 @@ def check_calibration(record, outputs, path):
         _numbers(record, 'edge.bicubic', (bins,), path)
     _numbers(record, 'mean_gain', (outputs,), path)
     _numbers(record, 'mean_bicubic', (), path)
+    for router in ('edge', 'learned'):  # the held-out error --margin scales (absent in older calibrations)
+        if record.get(f'{router}_residual') is not None:
+            if _numbers(record, f'{router}_residual', (), path) < 0:
+                raise ConfigError(f'{path}: {router}_residual: must be >= 0, found {record[f"{router}_residual"]!r}')
     learned = record.get('learned')
     hidden = learned.get('hidden') if isinstance(learned, dict) else None
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:

@@ -12,6 +12,7 @@ from sd_plugin.routing.routers import predict_gains
 from sd_plugin.routing.scores import tile_areas
 
 DEFAULT_ROUTE_TILE = 32  # LR pixels (128 HR pixels at x4); see the README's routing section for the measurement
+DEFAULT_MARGIN = 1.0  # standard errors of the predicted gain the mix must be ahead by (``against_fixed``)
 
 
 @dataclass
@@ -119,13 +120,22 @@ def best_fixed(stages, gains, grid, budget, height, width):
     return stages.depths[best], float(totals[best]), float(slope)
 
 
-def against_fixed(stages, gains, grid, budget, height, width):
+def against_fixed(stages, gains, grid, budget, height, width, error=0.0):
     """(the fit to run, versus). Two greedy mixes (``fit_route``), each taking only upgrades that bring at least the
     predicted gain per MAC of moving the whole image deeper from the best fixed output that fits (``best_fixed``):
     one from the cheapest output, one from that fixed output, upgrading tiles from it. The one that predicts more
     gain runs (ties: the latter). The latter is that fixed output on the whole image, exactly, when no upgrade pays
-    or fits, so the plan that runs never predicts less than the best fixed output. ``versus`` = {'mix', 'upgraded',
-    'fixed': the predicted gains of the three, 'depth': the fixed output}."""
+    or fits, so the plan that runs never predicts less than the best fixed output.
+
+    The safety margin: a mix's predicted gain is an estimate, so it runs only when it is ahead of the fixed exits'
+    predicted gain at the MACs it runs (``level``: the fixed output's gain plus ``slope`` times the MACs the mix runs
+    beyond it; what ``sd-eval --vs-fixed`` compares with, in PSNR) by more than ``error`` (the router's error of the
+    gain per LR pixel, in the units the margin asks for: see ``route_margin``) times the root of the summed squared
+    areas of the tiles it changes (the standard error of a sum of independent per-tile errors: error x tile area x
+    sqrt(tiles) for equal tiles); otherwise the fixed output
+    runs on the whole image. ``error`` 0: no margin (a mix runs when it predicts more). ``versus`` = {'mix',
+    'upgraded', 'fixed': the predicted gains of the three, 'depth': the fixed output, 'level' and 'margin': of the
+    better mix}."""
     index = {d: i for i, d in enumerate(stages.depths)}
 
     def predicted(route):
@@ -136,7 +146,26 @@ def against_fixed(stages, gains, grid, budget, height, width):
     upgraded = (fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=slope)
                 if index[depth] else mix)  # (from the cheapest output: the same greedy)
     versus = {'mix': predicted(mix[0]), 'upgraded': predicted(upgraded[0]), 'fixed': gain, 'depth': depth}
-    return (mix if versus['mix'] > versus['upgraded'] else upgraded), versus
+    chosen = mix if versus['mix'] > versus['upgraded'] else upgraded
+    changed = tile_areas(grid)[np.array(chosen[0]) != depth]
+    teacher = stages.macs_per_pixel(stages.depths[-1]) * height * width
+    extra = chosen[2] * teacher - planned_macs(stages, grid, [depth] * len(grid), height, width)
+    versus.update(level=gain + slope * extra, margin=error * float(np.sqrt((changed ** 2).sum())))
+    if error > 0 and predicted(chosen[0]) - versus['level'] <= versus['margin']:  # not surely ahead: the fixed output
+        chosen = fit_route(stages, gains, grid, budget, height, width, start=index[depth], min_ratio=np.inf)
+    return chosen, versus
+
+
+def route_margin(router, calibration, margin=DEFAULT_MARGIN):
+    """The ``error`` ``against_fixed`` takes: ``margin`` (standard errors; 0: none) times the router's held-out
+    residual (the calibration's ``ROUTER_residual``: RMS of its predicted minus true gain per LR pixel; ``oracle``
+    and ``random``: 0, their gains are not predicted)."""
+    if router not in ('edge', 'learned') or not margin:
+        return 0.0
+    if calibration.get(f'{router}_residual') is None:
+        raise ConfigError(f'--margin {margin:g} needs the calibration\'s {router}_residual: rerun sd-calibrate '
+                          '(calibrations made before --margin have none), or pass --margin 0')
+    return margin * calibration[f'{router}_residual']
 
 
 def check_route_tile(stages, tile):
@@ -147,6 +176,11 @@ def check_route_tile(stages, tile):
                           'window: tiles lie on its window grid)')
 
 
+def check_margin(margin):
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        raise ConfigError(f'--margin {margin!r}: must be a number >= 0 (standard errors of the predicted gain)')
+
+
 def check_budget(budget):
     if not 0 < budget <= 1:
         raise ConfigError(f'--budget {budget}: must be a share of the teacher\'s MACs in (0, 1]')
@@ -154,17 +188,19 @@ def check_budget(budget):
 
 @torch.inference_mode()
 def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calibration=None, gt=None, seed=0,
-                gains=None):
+                gains=None, margin=DEFAULT_MARGIN):
     """Upscale ``x`` (1, 3, H, W in [0, 1]) with each ``tile`` x ``tile`` LR tile routed under ``budget`` (a share
     of the teacher's MACs in (0, 1], on the MACs actually run: ``fit_route``) by ``router``
     (``routers.predict_gains``; ``gains``: (tiles, outputs) gains already known, e.g. the oracle's from outputs
-    the caller computed anyway).
+    the caller computed anyway). A mix runs instead of the best fixed output that fits only when its predicted gain
+    is ahead by ``margin`` standard errors (``against_fixed``, ``route_margin``).
 
     Returns:
         tuple[Tensor, RoutePlan]: the (1, 3, H*s, W*s) output and the plan.
     """
     check_budget(budget)
     check_route_tile(stages, tile)
+    check_margin(margin)
     height, width = x.shape[2:]
     x = stages.prepare(x)  # SwinIR: padded to whole windows; the tiles cover the padded image, the output is cropped
     grid = tile_grid(x.shape[2], x.shape[3], tile)
@@ -174,7 +210,8 @@ def route_image(stages, x, budget, router='edge', tile=DEFAULT_ROUTE_TILE, calib
     elif gains is None:
         gains = predict_gains(router, stages, x, grid, trunk, calibration, gt, seed)
     if needs_gains(stages, budget) and router != 'random':  # random: a baseline of random tiles, kept as drawn
-        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3])
+        (route, spent, executed, note), versus = against_fixed(stages, gains, grid, budget, x.shape[2], x.shape[3],
+                                                               route_margin(router, calibration, margin))
     else:
         (route, spent, executed, note), versus = fit_route(stages, gains, grid, budget, x.shape[2], x.shape[3]), None
     sr = run_routed(stages, x, grid, route, trunk)[..., :height * stages.scale, :width * stages.scale]

@@ -74,7 +74,7 @@ from sd_plugin.evaluation.protocol import evaluate
 from sd_plugin.evaluation.report import markdown_table, plot
 from sd_plugin.files import atomic_write, plan_outputs
 from sd_plugin.imports import parse_with_imports
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
+from sd_plugin.routing.plan import DEFAULT_MARGIN, DEFAULT_ROUTE_TILE
 from sd_plugin.routing.routers import ROUTERS
 from sd_plugin.threads import apply_threads, parse_threads  # noqa: F401  (parse_threads: imported from here)
 
@@ -135,6 +135,9 @@ def build_parser():
     routing.add_argument('--markdown', default=None, metavar='PATH', help='also write the markdown table here')
     routing.add_argument('--vs-fixed', default=None, metavar='PATH', help='also write every router and budget '
                          'against the fixed exits at equal MACs here (JSON; docs/routing/vs_fixed.json)')
+    routing.add_argument('--margin', type=float, default=DEFAULT_MARGIN, metavar='Z',
+                         help='a mix runs instead of the best fixed output that fits only when its predicted gain is '
+                         f'ahead by Z standard errors of the calibration (default: {DEFAULT_MARGIN:g}; 0: none)')
     routing.add_argument('--seed', type=int, default=0, help='seed of the random router (default: 0)')
     return parser
 
@@ -156,7 +159,7 @@ def main(argv=None):
         if len(args.ckpts) != 1:
             raise ConfigError(f'--budget: give one multi-exit CKPT ({len(args.ckpts)} given)')
         records = evaluate_budget(args.ckpts[0], args.data, args.sets, args.budget, args.router, args.route_tile,
-                                  args.mode, args.param_key, args.seed, progress=not args.quiet)
+                                  args.mode, args.param_key, args.seed, progress=not args.quiet, margin=args.margin)
         write_budget(records, args.json, args.markdown, args.plot, args.vs_fixed)
         return
     records = evaluate(args.ckpts, args.data, args.sets, args.scale, args.mode, args.names, args.param_key, lr_size,

@@ -52,7 +52,7 @@ from sd_plugin.inference import (
     receptive_field,
     upscale_array,
 )
-from sd_plugin.routing.plan import DEFAULT_ROUTE_TILE
+from sd_plugin.routing.plan import DEFAULT_MARGIN, DEFAULT_ROUTE_TILE
 from sd_plugin.routing.routers import DEFAULT_ROUTER
 from sd_plugin.threads import apply_threads
 from sd_plugin.upscaler import report_route, routed_network
@@ -168,6 +168,9 @@ def build_parser():
                          help='save which output each tile got (one input image)')
     routing.add_argument('--bicubic', action='store_true',
                          help='bicubic upsampling is one more choice, below the cheapest exit (for flat tiles)')
+    routing.add_argument('--margin', type=float, default=DEFAULT_MARGIN, metavar='Z',
+                         help='a mix runs instead of the best fixed output that fits only when its predicted gain is '
+                         f'ahead by Z standard errors of the calibration (default: {DEFAULT_MARGIN:g}; 0: none)')
     return parser
 
 
@@ -222,7 +225,7 @@ def main(argv=None):
         if args.backend != 'torch':
             raise ConfigError('--budget runs a multi-exit .pth checkpoint (--backend torch)')
         net, args.tile = routed_network(args.model, (net, info), args.budget, args.router, args.route_tile,
-                                        args.bicubic), 0
+                                        args.bicubic, args.margin), 0
         description += (f'; --budget {args.budget:g}, router {args.router}{" with bicubic" if args.bicubic else ""}, '
                         f'route tile {args.route_tile} LR px')
         if net.stages.note:
