@@ -143,7 +143,10 @@ def markdown(doc):
     recipe's teacher."""
     lines = [f'# The family study: {doc["iters"]} iterations, seeds {doc["seeds"]}', '',
              f'Protocol: {doc["protocol"]}.', '']
+    waiting = [r['label'] for r in doc['recipes'] if not r['rows']]
     for recipe in doc['recipes']:
+        if not recipe['rows']:
+            continue
         sets = list(dict.fromkeys(r['set'] for r in recipe['rows']))
         lines += [f'## {recipe["label"]}{" (the default)" if recipe["default"] else ""}: output minus its twin '
                   'alone, mean ± 95 % interval', '']
@@ -162,6 +165,8 @@ def markdown(doc):
                 f'{t["set"]} {_cell(t["paired_mean_db"], t["ci95_db"], 3, t["n"])} dB'
                 for t in recipe['teacher_vs_default'])]
         lines.append('')
+    if waiting:
+        lines += [f'No finished pair yet: {", ".join(waiting)}.', '']
     return '\n'.join(lines)
 
 
