@@ -6,6 +6,8 @@ import torch
 from basicsr.models import build_model
 from helpers import ROOT, model_options
 from test_study import tiny_spec
+from test_variants import batch
+from test_variants import grads as grads_of  # one optimize_parameters step's gradients, the step undone
 
 from sd_plugin.archs import SRResNetMultiExit
 from sd_plugin.archs.multi_exit_arch import MultiExitSR
@@ -13,27 +15,6 @@ from sd_plugin.errors import ConfigError
 from sd_plugin.export import student_keys
 from sd_plugin.models.self_distill_sr_model import SELF_DISTILL_DEFAULTS, self_distill_options
 from sd_plugin.study.spec import family_options, load_spec, paired_init, run_options
-
-
-def grads_of(model, data, current_iter=1):
-    """({parameter name: gradient, zeros where none}, log_dict) of one optimize_parameters step; the step is
-    undone, so the next call starts from the same weights."""
-    model.feed_data(data)
-    before = {n: p.detach().clone() for n, p in model.net_g.named_parameters()}
-    for p in model.net_g.parameters():
-        p.grad = None
-    model.optimize_parameters(current_iter)
-    result = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-              for n, p in model.net_g.named_parameters()}
-    with torch.no_grad():
-        for n, p in model.net_g.named_parameters():
-            p.copy_(before[n])
-    return result, dict(model.log_dict)
-
-
-def batch(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {'lq': torch.rand(2, 3, 8, 8, generator=g), 'gt': torch.rand(2, 3, 32, 32, generator=g)}
 
 
 def make_model(tiny_data, exits=(2,), num_block=4, **self_distill):
