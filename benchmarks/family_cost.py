@@ -91,9 +91,12 @@ def main(argv=None):
                      f'{r["q1"]:.3f}-{r["q3"]:.3f}'))
     print(benchlib.format_rows(rows))
     if args.json:
-        benchlib.write_json(args.json, {'environment': benchlib.environment(device), 'gmacs': gmacs,
-                                        'ratios': ratios, 'seconds_per_step': {a: benchlib.spread(t)
-                                                                               for a, t in times.items()}})
+        import json
+        record = {'environment': benchlib.environment(device), 'load_average_end': os.getloadavg()[0],
+                  'rounds': rounds, 'gmacs_per_iter': gmacs, 'ratios_to_all_twins': ratios,
+                  'seconds_per_step': {a: benchlib.spread(t) for a, t in times.items()}}
+        with open(args.json, 'w') as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == '__main__':
