@@ -223,8 +223,22 @@ def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_dat
     assert recipes['sd4']['curves']['exit 2|Set5']['mean'] == pytest.approx([1.0, 0.0], abs=1e-6)
     w2 = {(r['output'], r['set']): r for r in recipes['w2']['rows']}
     assert w2[('exit 2', 'Set5')]['n'] == 1 and w2[('exit 2', 'Set5')]['paired_mean_db'] == pytest.approx(0.4, abs=1e-5)
-    assert recipes['w2']['teacher_vs_default'][0]['paired_mean_db'] == pytest.approx(-0.1, abs=1e-5)
+    assert recipes['w2']['teacher_vs_joint'][0]['paired_mean_db'] == pytest.approx(-0.1, abs=1e-5)
+    assert recipes['sd4']['meets_bar'] is None and recipes['w2']['meets_bar'] is None  # fewer than 3 seeds
     assert 'exit 2' in markdown(doc) and '(the default)' in markdown(doc)
+
+
+@pytest.mark.parametrize('exit_db, teacher_db, n, is_joint, verdict', [
+    (-0.019, -0.019, 3, False, True), (-0.021, 0.5, 3, False, False), (0.1, -0.021, 3, False, False),
+    (0.1, -0.5, 3, True, True), (0.1, 0.1, 2, False, None)])
+def test_the_bar_needs_every_exit_and_the_teacher_within_002_db_over_3_seeds(exit_db, teacher_db, n, is_joint, verdict):
+    from sd_plugin.study.family import meets_bar
+    row = {'paired_mean_db': exit_db, 'n': n}
+    entry = {'rows': [{'output': f'exit {d}', 'set': s, **row} for d in (2, 3) for s in ('Set5', 'Set14')] +
+             [{'output': 'teacher', 'set': 'Set5', 'paired_mean_db': -1.0, 'n': n}],  # its twin alone: not the bar
+             'teacher_vs_joint': [] if is_joint else [{'set': s, 'paired_mean_db': teacher_db, 'n': n}
+                                                      for s in ('Set5', 'Set14')]}
+    assert meets_bar(entry, [2, 3, 4], ['Set5', 'Set14'], is_joint) is verdict
 
 
 def test_the_study_writes_each_twins_initial_weights_from_the_family(tmp_path):

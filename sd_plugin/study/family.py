@@ -5,7 +5,10 @@ arm's outputs (the paper's recipe, or one with a ``train.self_distill`` remedy);
 at one of those depths (SRResNet-k alone), which started from exactly the exit's initial weights. For each recipe,
 output and validation set, the paired difference "output minus its twin" is taken seed by seed at the last
 iteration both validated, then averaged with a Student-t 95 % interval (``report.ci95``). The recipe the plugin
-uses by default is the one whose ``train.self_distill`` resolves to ``SELF_DISTILL_DEFAULTS``.
+uses by default is the one whose ``train.self_distill`` resolves to ``SELF_DISTILL_DEFAULTS``. Every other recipe's
+teacher is compared, paired by seed, with the family arm's (the joint recipe: ``teacher_vs_joint``), and
+``meets_bar`` says whether the recipe meets issue 23's bar: every exit's paired mean >= ``BAR_DB`` on every set, and
+its teacher's >= ``BAR_DB`` against the joint recipe's, each over at least ``BAR_SEEDS`` seeds (None: fewer seeds).
 
 ``summarise`` returns the document written to ``summary.json``::
 
@@ -13,7 +16,8 @@ uses by default is the one whose ``train.self_distill`` resolves to ``SELF_DISTI
      "recipes": [{"name": arm, "label": "...", "default": bool, "overrides": {...},
                   "rows": [{"output": "exit 4" | ... | "teacher", "set": "Set5", "paired_mean_db": x, "ci95_db": y,
                             "n": seeds, "per_seed_db": {...}, "paired_ssim": s, "ssim_ci95": z, "iter": i}],
-                  "teacher_vs_default": [{"set": ..., "paired_mean_db": ..., "ci95_db": ..., "n": ...}],
+                  "teacher_vs_joint": [{"set": ..., "paired_mean_db": ..., "ci95_db": ..., "n": ...}],
+                  "meets_bar": true | false | null,
                   "curves": {"<output>|<set>": {"iters": [...], "mean": [...], "ci95": [...], "n": [...]}}}]}
 """
 import json
@@ -27,6 +31,8 @@ from sd_plugin.study.spec import arm_depths, merge, run_name
 from sd_plugin.text import markdown_table
 
 METRICS = ('psnr', 'ssim')
+BAR_DB = -0.02  # issue 23: every exit at least this far from its twin alone, the teacher from the joint recipe's
+BAR_SEEDS = 3
 
 
 def recipes_and_twins(spec):
@@ -93,6 +99,7 @@ def summarise(spec, out):
             runs.setdefault(arm, {})[seed] = curves
     sets = sorted({s for r in runs.values() for c in r.values() for s in c}, key=lambda s: (s != 'Set5', s))
     default = next((arm for arm in recipes if is_default(spec, arm)), None)
+    joint = spec['family_arm']
     doc = {'iters': spec['iters'], 'seeds': spec['seeds'],
            'protocol': 'BasicSR validation (Y channel, border '
                        f'{_crop_border(spec)}) from each run\'s TensorBoard log; paired = output minus its twin '
@@ -103,7 +110,7 @@ def summarise(spec, out):
         depths = arm_depths(spec, arm)
         entry = {'name': arm, 'label': spec['arms'][arm]['label'], 'default': arm == default,
                  'overrides': {k: v for k, v in spec['arms'][arm].items() if k not in ('label', 'seeds')},
-                 'seeds_done': sorted(runs.get(arm, {})), 'rows': [], 'teacher_vs_default': [], 'curves': {}}
+                 'seeds_done': sorted(runs.get(arm, {})), 'rows': [], 'teacher_vs_joint': [], 'curves': {}}
         mine = runs.get(arm, {})
         for depth in depths:
             output = 'teacher' if depth == depths[-1] else f'exit {depth}'
@@ -120,15 +127,30 @@ def summarise(spec, out):
                                       'ssim_ci95': ssim_half, 'iter': last})
                 entry['curves'][f'{output}|{set_name}'] = {'iters': list(per_iter),
                                                             **_curve_stats(list(per_iter.values()))}
-        if default is not None and arm != default:
+        if arm != joint:
             for set_name in sets:
-                last, diffs, _ = paired(mine, runs.get(default, {}), set_name, depths[-1], depths[-1], 'psnr')
+                last, diffs, _ = paired(mine, runs.get(joint, {}), set_name, depths[-1], depths[-1], 'psnr')
                 if last is not None:
                     mean, half, n = ci95(list(diffs.values()))
-                    entry['teacher_vs_default'].append({'set': set_name, 'paired_mean_db': mean, 'ci95_db': half,
-                                                        'n': n, 'iter': last})
+                    entry['teacher_vs_joint'].append({'set': set_name, 'paired_mean_db': mean, 'ci95_db': half,
+                                                      'n': n, 'iter': last})
+        entry['meets_bar'] = meets_bar(entry, depths, sets, arm == joint)
         doc['recipes'].append(entry)
     return doc
+
+
+def meets_bar(entry, depths, sets, is_joint):
+    """Whether a recipe's summary entry meets the bar (see the module docstring): its exits on every set, and its
+    teacher against the joint recipe's unless it is the joint recipe; None while one of them has fewer than
+    ``BAR_SEEDS`` seeds."""
+    rows = {(r['output'], r['set']): r for r in entry['rows']}
+    checks = [rows.get((f'exit {d}', s)) for d in depths[:-1] for s in sets]
+    if not is_joint:
+        teacher = {t['set']: t for t in entry['teacher_vs_joint']}
+        checks += [teacher.get(s) for s in sets]
+    if not sets or any(c is None or c['n'] < BAR_SEEDS for c in checks):
+        return None
+    return all(c['paired_mean_db'] >= BAR_DB for c in checks)
 
 
 def _cell(mean, half, digits, n=None):
@@ -139,8 +161,8 @@ def _cell(mean, half, digits, n=None):
 
 
 def markdown(doc):
-    """One table per recipe: each output minus its twin, ΔPSNR / ΔSSIM per set; the teacher against the default
-    recipe's teacher."""
+    """One table per recipe: each output minus its twin, ΔPSNR / ΔSSIM per set; the teacher against the joint
+    recipe's teacher; whether it meets the bar."""
     lines = [f'# The family study: {doc["iters"]} iterations, seeds {doc["seeds"]}', '',
              f'Protocol: {doc["protocol"]}.', '']
     waiting = [r['label'] for r in doc['recipes'] if not r['rows']]
@@ -160,10 +182,13 @@ def markdown(doc):
                                                              _cell(row['paired_ssim'], row['ssim_ci95'], 4)]
             rows.append(cells)
         lines += markdown_table(['output', *(f'{s} {m}' for s in sets for m in ('ΔPSNR (dB)', 'ΔSSIM'))], rows)
-        if recipe['teacher_vs_default']:
-            lines += ['', 'Teacher minus the default recipe\'s teacher: ' + '; '.join(
+        if recipe['teacher_vs_joint']:
+            lines += ['', 'Teacher minus the joint (paper) recipe\'s teacher: ' + '; '.join(
                 f'{t["set"]} {_cell(t["paired_mean_db"], t["ci95_db"], 3, t["n"])} dB'
-                for t in recipe['teacher_vs_default'])]
+                for t in recipe['teacher_vs_joint'])]
+        verdict = {None: f'not yet decided (fewer than {BAR_SEEDS} seeds)', True: 'met', False: 'not met'}
+        lines += ['', f'Bar (every exit >= {BAR_DB:+.2f} dB against its twin, teacher >= {BAR_DB:+.2f} dB against '
+                  f'the joint recipe\'s, {BAR_SEEDS} seeds): {verdict[recipe["meets_bar"]]}.']
         lines.append('')
     if waiting:
         lines += [f'No finished pair yet: {", ".join(waiting)}.', '']
