@@ -205,7 +205,10 @@ def test_calibration_is_written_beside_the_checkpoint_and_checked(ckpt, hr_folde
     record = json.load(open(routing_path(ckpt)))
     assert record['depths'] == [2, 4, 6] and record['images'] == 5 and record['tiles'] == 5 * 9  # 3 x 3 tiles
     assert len(record['edge']['gain'][0]) == 3 and 0 < record['learned']['params'] < 1000
-    assert {'edge_r2', 'learned_r2', 'edge_residual', 'learned_residual'} <= set(record)
+    assert {'edge_r2', 'learned_r2', 'edge_residual', 'learned_residual', 'edge_mix_count',
+            'learned_mix_count'} <= set(record)
+    for router in ('edge', 'learned'):  # the residual of the held-out mixes, when there were any
+        assert (f'{router}_mix_residual' in record) == (record[f'{router}_mix_count'] > 0)
     assert load_calibration(ckpt, [2, 4, 6], 'params')['tile'] == 4
     with pytest.raises(SystemExit) as err:  # an existing calibration is replaced only with --overwrite
         main([ckpt, '--data', hr_folder])
@@ -630,6 +633,90 @@ def test_the_margin_runs_the_fixed_exit_when_the_calibration_is_unsure(net):
         route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table})
     with pytest.raises(ConfigError, match='--margin'):
         route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table}, margin=-1)
+
+
+def test_mix_errors_are_the_error_of_the_predicted_advantage_on_a_hand_made_example(net):
+    """Two 16 x 16 LR tiles (area 256) at budget 0.998, where only tile 0 at the teacher and tile 1 at exit 2 fits
+    (0.997 of the teacher, context included). Predicted per pixel: tile 0 gains 50 at the teacher, tile 1 loses 60,
+    exit 4 loses 1 on both: the best fixed output is exit 2 with a predicted slope of 0, so the mix (6, 2) runs and
+    its predicted advantage is 50 x 256. Image 1, true: +10 and -20 at the teacher (true slope 0): true advantage
+    10 x 256, error (50 - 10) x 256 / 256 = 40. Image 2, true: +30 and +10 (true slope 40 x 256 over the teacher's
+    extra MACs on the whole image): error 50 - 30 + slope x the mix's extra MACs / 256. Image 3 predicts no gain
+    anywhere: the fixed output, no mix. ``calibrate`` stores the root mean square and count of its held-out ones."""
+    from sd_plugin.routing.calibration import mix_errors
+    from sd_plugin.routing.plan import against_fixed
+    stages, grid, area = staged(net), tile_grid(16, 32, 16), 256
+    predicted = np.array([[0.0, -1.0, 50.0], [0.0, -1.0, -60.0]])
+    (route, *_), versus = against_fixed(stages, predicted * area, grid, 0.998, 16, 32)
+    assert route == [6, 2] and versus['depth'] == 2 and versus['level'] == 0.0  # the premise
+    truths = [np.array([[0.0, 0.0, 10.0], [0.0, 0.0, -20.0]]), np.array([[0.0, 0.0, 30.0], [0.0, 0.0, 10.0]]),
+              np.zeros((2, 3))]
+    samples = [{'grid': grid, 'height': 16, 'width': 32, 'gain': truth} for truth in truths]
+    guesses = [predicted, predicted, np.array([[0.0, -1.0, -1.0], [0.0, -1.0, -1.0]])]
+    errors = mix_errors(stages, samples, guesses, budgets=(0.5, 0.998))  # 0.5: below exit 2 (0.85), no choice
+    pixels = 16 * 32
+    slope = 40 * area / ((stages.macs_per_pixel(6) - stages.macs_per_pixel(2)) * pixels)
+    extra = planned_macs(stages, grid, [6, 2], 16, 32) - planned_macs(stages, grid, [2, 2], 16, 32)
+    assert errors == pytest.approx([40.0, 20.0 + slope * extra / area])
+    assert slope * extra / area > 1  # the true level counts
+    # calibrate: four images whose tiles gain the predicted gains (tile 0 edged, tile 1 flat: the edge table of two
+    # bins predicts them exactly), image 1 held out (every 5th): one held-out mix at 0.998, error 40
+    fit = {'edge': np.array([1.0, 0.0]), 'stats': np.zeros((2, 4)), 'bicubic': np.zeros(2), 'grid': grid,
+           'height': 16, 'width': 32, 'gain': predicted}
+    record = calibrate([fit] * 4 + [{**fit, 'gain': truths[0]}], bins=2, hidden=2, steps=5, stages=stages,
+                       budgets=(0.998,))
+    assert record['edge_mix_count'] == 1 and record['edge_mix_residual'] == pytest.approx(40.0)
+    assert (record['learned_mix_count'] > 0) == ('learned_mix_residual' in record)
+
+
+def test_route_margin_prefers_the_residual_of_the_held_out_mixes(net):
+    """``ROUTER_mix_residual`` scales the margin when the calibration has it (times ``margin``); else
+    ``ROUTER_residual``, as before. On the image where a mix predicts more: a per-tile residual as large as the
+    gains alone keeps the fixed exit; with a mix residual of 0 beside it, the mix runs."""
+    from sd_plugin.routing.plan import route_margin
+    assert route_margin('edge', {'edge_residual': 50.0, 'edge_mix_residual': 2.0}) == 2.0
+    assert route_margin('learned', {'learned_residual': 50.0, 'learned_mix_residual': 2.0}, margin=3) == 6.0
+    assert route_margin('edge', {'edge_residual': 50.0, 'edge_mix_residual': None}) == 50.0
+    assert route_margin('edge', {'edge_residual': 50.0, 'learned_mix_residual': 2.0}) == 50.0
+    half = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    half[..., :48] = 0.5
+    table = {'bin_edges': [1.0], 'gain': [[0.0, 1.0, 1.0], [0.0, 1.0, 50.0]]}
+    _, plan = route_image(staged(net), half, 0.97, 'edge', tile=16, calibration={'edge': table, 'edge_residual': 50.0})
+    assert plan.fixed is not None
+    _, plan = route_image(staged(net), half, 0.97, 'edge', tile=16,
+                          calibration={'edge': table, 'edge_residual': 50.0, 'edge_mix_residual': 0.0})
+    assert plan.fixed is None and plan.versus['margin'] == 0
+
+
+def test_a_corrupt_mix_residual_or_count_is_refused_in_one_line(ckpt, hr_folder, tmp_path, capsys):
+    """sd-calibrate's file with a mix residual or count edited to what ``calibrate`` never writes: loading it is one
+    ConfigError naming the file and the key; sd-upscale --budget refuses it in one line."""
+    import cv2
+
+    from sd_plugin.tools.calibrate import main as calibrate_main
+    from sd_plugin.tools.upscale import main as upscale_main
+    calibrate_main([ckpt, '--data', hr_folder, '--route-tile', '4', '--steps', '20', '--bins', '3', '--quiet'])
+    good = json.load(open(routing_path(ckpt)))
+    faults = {('edge_mix_residual', -1.0): 'edge_mix_residual: must be >= 0',
+              ('learned_mix_residual', float('nan')): 'learned_mix_residual: holds NaN or Inf',
+              ('edge_mix_residual', 'big'): 'edge_mix_residual: must be a number',
+              ('learned_mix_count', -1): 'learned_mix_count: must be a whole number >= 0, found -1',
+              ('edge_mix_count', 2.5): 'edge_mix_count: must be a whole number >= 0, found 2.5',
+              ('edge_mix_count', True): 'edge_mix_count: must be a whole number >= 0, found True'}
+    for (key, value), message in faults.items():
+        with open(routing_path(ckpt), 'w') as f:
+            json.dump({**good, key: value}, f)
+        with pytest.raises(ConfigError) as raised:
+            load_calibration(ckpt, [2, 4, 6], 'params')
+        assert str(raised.value) == f'{routing_path(ckpt)}: {message}' or (
+            str(raised.value).startswith(f'{routing_path(ckpt)}: {message}') and '\n' not in str(raised.value)), key
+    cv2.imwrite(str(tmp_path / 'lr.png'), np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        upscale_main([str(tmp_path / 'lr.png'), '--model', ckpt, '--out', str(tmp_path / 'up'), '--budget', '0.95',
+                      '--router', 'edge', '--route-tile', '8', '--threads', '1', '--quiet'])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert err.value.code == 2 and len(lines) == 1 and 'edge_mix_count: must be a whole number' in lines[0]
 
 
 def test_budget_one_below_the_cheapest_and_random_need_no_calibration(ckpt, tiny_set):

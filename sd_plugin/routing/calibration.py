@@ -12,8 +12,14 @@ reduction of the summed squared Y error, 0-255 scale, over the cheapest output).
 
 Both are checked on held-out images (every ``HOLDOUT``-th image): ``r2`` (coefficient of determination of the gain
 per pixel, all deeper outputs together) and ``residual`` (the root mean square of the predicted minus the true gain
-per LR pixel, the same columns: ``rms``; the error ``plan.against_fixed``'s margin is made of) are stored with each
-router in the JSON (``edge_r2``, ``edge_residual``, ...).
+per LR pixel, the same columns: ``rms``) are stored with each router in the JSON (``edge_r2``, ``edge_residual``,
+...). The error ``plan.against_fixed``'s margin is made of is judged on the decision itself (``mix_errors``): on each
+held-out image and budget of ``MIX_BUDGETS`` with a choice, where ``against_fixed`` without a margin would run a mix,
+its predicted advantage over the fixed exits at the MACs it runs minus its true one, over the root of the summed
+squared areas of the tiles it changes; ``ROUTER_mix_residual`` is their root mean square (per LR pixel, as
+``ROUTER_residual``; absent when no held-out mix ran) and ``ROUTER_mix_count`` how many there were.
+``plan.route_margin`` takes ``ROUTER_mix_residual`` when the calibration has it, else ``ROUTER_residual`` (which
+assumes independent per-tile errors and misjudges the advantage: calibrations made before it have only that).
 
 The file (``routing_path(ckpt)`` = ``CKPT.routing.json``) holds what it depends on, each checked on loading:
 ``checkpoint`` (file name) and ``checkpoint_sha256``, ``depths``, ``param_key`` (the weights it was fitted on:
@@ -78,14 +84,16 @@ def all_outputs(stages, x, trunk=None):
 def image_samples(stages, lr, gt, grid):
     """Per tile of ``grid`` on the uint8 LR image ``lr`` with ground truth ``gt``: {'edge': (n,), 'stats': (n, 2C),
     'gain': (n, outputs) true gain per LR pixel over the cheapest output, 'bicubic': (n,) true gain per LR pixel of
-    the cheapest output over bicubic (``sd_plugin.routing.bicubic``)}."""
+    the cheapest output over bicubic (``sd_plugin.routing.bicubic``)}, with the image's 'grid', 'height' and 'width'
+    (LR pixels), which ``mix_errors`` plans on."""
     x = to_input(lr)
     trunk = run_trunk(stages, stages.prepare(x))
     outputs = all_outputs(stages, x, trunk.clone())
     gains = scores.oracle_gains([bicubic(x, stages.scale), *outputs], scores.gt_luma(gt), grid, stages.scale)
     gains /= scores.tile_areas(grid)[:, None]
     return {'edge': scores.edge_scores(x, grid), 'stats': scores.feature_stats(trunk, grid),
-            'gain': gains[:, 1:] - gains[:, 1:2], 'bicubic': gains[:, 1]}
+            'gain': gains[:, 1:] - gains[:, 1:2], 'bicubic': gains[:, 1], 'grid': list(grid), 'height': lr.shape[0],
+            'width': lr.shape[1]}
 
 
 # ----------------------------------------------------------------------------------------------- edge
@@ -173,9 +181,51 @@ def rms(predicted, true):
     return float(np.sqrt(((predicted[:, 1:] - true[:, 1:]) ** 2).mean()))
 
 
-def calibrate(samples, bins=12, hidden=6, steps=2000):
-    """The ``edge`` and ``learned`` entries (each with its held-out ``r2``, then refitted on every image) and
-    ``mean_gain``, from a list of per-image ``image_samples``."""
+MIX_BUDGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # where ``mix_errors`` decides (those with a choice)
+
+
+def mix_errors(stages, samples, predicted, budgets=MIX_BUDGETS):
+    """(mixes,) the error of the decision ``plan.against_fixed``'s margin guards, on images whose true gains are known:
+    for each ``image_samples`` of ``samples`` (with its grid) and each budget of ``budgets`` with a choice to make
+    (``plan.needs_gains``), the plan ``against_fixed`` chooses without a margin from the router's predicted gains
+    per LR pixel ``predicted`` (one (tiles, outputs) array per image; times the tile areas, as
+    ``routers.predict_gains``); where it is a mix (a tile off the best fixed output), its predicted advantage (its
+    predicted gain minus ``versus['level']``) minus its true advantage (its tiles' true gains, exact for a network
+    whose tiles are exact, minus the same level from the true gains: the fixed output's true total plus the true
+    ``best_fixed`` slope from it, times the same extra MACs), over the root of the summed squared areas of the tiles it
+    changes (the unit of ``against_fixed``'s ``error``)."""
+    from sd_plugin.routing.execute import planned_macs
+    from sd_plugin.routing.plan import against_fixed, needs_gains  # (plan imports this module through routers)
+
+    index = {d: i for i, d in enumerate(stages.depths)}
+    errors = []
+    for sample, per_pixel in zip(samples, predicted):
+        grid, height, width = sample['grid'], sample['height'], sample['width']
+        areas, tiles = scores.tile_areas(grid), np.arange(len(grid))
+        gains, truth = np.asarray(per_pixel) * areas[:, None], np.asarray(sample['gain']) * areas[:, None]
+        macs = np.array([stages.macs_per_pixel(d) for d in stages.depths]) * height * width
+        totals = truth.sum(0)
+        for budget in budgets:
+            if not needs_gains(stages, budget):
+                continue
+            (route, _, executed, _), versus = against_fixed(stages, gains, grid, budget, height, width)
+            fixed, levels = index[versus['depth']], np.array([index[d] for d in route])
+            changed = areas[levels != fixed]
+            if not len(changed):  # the fixed output: no mix to judge
+                continue
+            extra = executed * macs[-1] - planned_macs(stages, grid, [versus['depth']] * len(grid), height, width)
+            slope = max([0.0, *((totals[fixed + 1:] - totals[fixed]) / (macs[fixed + 1:] - macs[fixed]))])
+            true = truth[tiles, levels].sum() - (totals[fixed] + slope * extra)
+            guess = gains[tiles, levels].sum() - versus['level']
+            errors.append((guess - true) / np.sqrt((changed ** 2).sum()))
+    return np.array(errors, dtype=np.float64)
+
+
+def calibrate(samples, bins=12, hidden=6, steps=2000, stages=None, budgets=MIX_BUDGETS):
+    """The ``edge`` and ``learned`` entries (each with its held-out ``r2`` and ``residual``, then refitted on every
+    image) and ``mean_gain``, from a list of per-image ``image_samples``. With the network's ``stages`` (and the
+    samples' grids), also each router's ``mix_count`` and, when it is > 0, ``mix_residual``: the RMS of
+    ``mix_errors`` at ``budgets`` on the held-out images, the router fitted on the others."""
     def cat(items, key):
         return np.concatenate([s[key] for s in items])
 
@@ -186,9 +236,17 @@ def calibrate(samples, bins=12, hidden=6, steps=2000):
         edge = fit_edge(cat(fit, 'edge'), cat(fit, 'gain'), bins)
         learned = fit_learned(cat(fit, 'stats'), cat(fit, 'edge'), cat(fit, 'gain'), hidden, steps)
         truth = cat(held, 'gain')
-        for name, predicted in (('edge', edge_gains(edge, cat(held, 'edge'))),
-                                ('learned', learned_gains(learned, cat(held, 'stats'), cat(held, 'edge')))):
+        per_image = {'edge': [edge_gains(edge, s['edge']) for s in held],
+                     'learned': [learned_gains(learned, s['stats'], s['edge']) for s in held]}
+        for name, predicted in per_image.items():
+            predicted = np.concatenate(predicted)
             result[f'{name}_r2'], result[f'{name}_residual'] = r2(predicted, truth), rms(predicted, truth)
+        if stages is not None and all('grid' in s for s in held):
+            for name, predicted in per_image.items():
+                errors = mix_errors(stages, held, predicted, budgets)
+                result[f'{name}_mix_count'] = len(errors)
+                if len(errors):
+                    result[f'{name}_mix_residual'] = float(np.sqrt((errors ** 2).mean()))
         bic = fit_edge(cat(fit, 'edge'), cat(fit, 'bicubic')[:, None], bins)
         truth = cat(held, 'bicubic')[:, None]
         result['bicubic_r2'] = r2(np.c_[0 * truth, edge_gains(bic, cat(held, 'edge'))], np.c_[0 * truth, truth])
@@ -272,10 +330,14 @@ def check_calibration(record, outputs, path):
         _numbers(record, 'edge.bicubic', (bins,), path)
     _numbers(record, 'mean_gain', (outputs,), path)
     _numbers(record, 'mean_bicubic', (), path)
-    for router in ('edge', 'learned'):  # the held-out error --margin scales (absent in older calibrations)
-        if record.get(f'{router}_residual') is not None:
-            if _numbers(record, f'{router}_residual', (), path) < 0:
-                raise ConfigError(f'{path}: {router}_residual: must be >= 0, found {record[f"{router}_residual"]!r}')
+    for router in ('edge', 'learned'):  # the held-out errors --margin scales (absent in older calibrations)
+        for key in (f'{router}_residual', f'{router}_mix_residual'):
+            if record.get(key) is not None:
+                if _numbers(record, key, (), path) < 0:
+                    raise ConfigError(f'{path}: {key}: must be >= 0, found {record[key]!r}')
+        count = record.get(f'{router}_mix_count')
+        if f'{router}_mix_count' in record and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            raise ConfigError(f'{path}: {router}_mix_count: must be a whole number >= 0, found {count!r}')
     learned = record.get('learned')
     hidden = learned.get('hidden') if isinstance(learned, dict) else None
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:

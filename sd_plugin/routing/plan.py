@@ -158,10 +158,14 @@ def against_fixed(stages, gains, grid, budget, height, width, error=0.0):
 
 def route_margin(router, calibration, margin=DEFAULT_MARGIN):
     """The ``error`` ``against_fixed`` takes: ``margin`` (standard errors; 0: none) times the router's held-out
-    residual (the calibration's ``ROUTER_residual``: RMS of its predicted minus true gain per LR pixel; ``oracle``
-    and ``random``: 0, their gains are not predicted)."""
+    error of the decision (the calibration's ``ROUTER_mix_residual``: RMS of a chosen mix's predicted minus true
+    advantage over the fixed exits, per root summed squared area of its changed tiles; ``calibration.mix_errors``),
+    or, in a calibration without it, its held-out residual (``ROUTER_residual``: RMS of its predicted minus true gain
+    per LR pixel, per tile); ``oracle`` and ``random``: 0, their gains are not predicted."""
     if router not in ('edge', 'learned') or not margin:
         return 0.0
+    if calibration.get(f'{router}_mix_residual') is not None:
+        return margin * calibration[f'{router}_mix_residual']
     if calibration.get(f'{router}_residual') is None:
         raise ConfigError(f'--margin {margin:g} needs the calibration\'s {router}_residual: rerun sd-calibrate '
                           '(calibrations made before --margin have none), or pass --margin 0')

@@ -76,14 +76,17 @@ def main(argv=None):
     start = time.perf_counter()
     with tqdm(total=len(paths), desc=PROG, unit='image', file=sys.stderr, disable=True if args.quiet else None) as bar:
         samples = collect_samples(stages, paths, args.route_tile, lambda: bar.update(1))
-    record = calibrate(samples, args.bins, args.hidden, args.steps)
+    record = calibrate(samples, args.bins, args.hidden, args.steps, stages)
     record.update(depths=stages.depths, scale=stages.scale, tile=args.route_tile, images=len(paths),
                   param_key=info['param_key'], data=[str(d) for d in args.data])
     save_calibration(args.ckpt, record)
     print(f'wrote {out}: {record["tiles"]} tiles; held-out R2 of the predicted gain: edge '
           f'{record.get("edge_r2", float("nan")):.3f}, learned {record.get("learned_r2", float("nan")):.3f} '
           f'({record["learned"]["params"]} params); of the cheapest exit over bicubic (edge table, --bicubic) '
-          f'{record.get("bicubic_r2", float("nan")):.3f}; {time.perf_counter() - start:.0f} s')
+          f'{record.get("bicubic_r2", float("nan")):.3f}; the margin\'s error (held-out mixes): edge '
+          f'{record.get("edge_mix_residual", float("nan")):.1f} ({record.get("edge_mix_count", 0)}), learned '
+          f'{record.get("learned_mix_residual", float("nan")):.1f} ({record.get("learned_mix_count", 0)}); '
+          f'{time.perf_counter() - start:.0f} s')
 
 
 if __name__ == '__main__':
