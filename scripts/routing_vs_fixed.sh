@@ -3,8 +3,11 @@
 # --budget ... --vs-fixed): docs/routing/vs_fixed.json (the fixed exits' PSNR linearly interpolated at the MACs each
 # router actually ran), docs/routing/vs_fixed.md (the whole table: images ahead / tied / behind the fixed exits,
 # images where one output ran everywhere, ms per image next to the teacher's). CKPT is calibrated first (T91 +
-# BSD200 HR, as scripts/routing_study.sh does) unless it has a calibration already.
-#   CKPT=results/routing_short/sd32_short.pth scripts/routing_vs_fixed.sh     # the default: routing_short_model.sh's
+# BSD200 HR, as scripts/routing_study.sh does) unless it has a calibration already. The default model is the family
+# study's paper-recipe network, seed 0 (options/study/family.yml, 8,000 iterations: scripts/family_study.sh trains it),
+# copied to results/routing_family/.
+#   scripts/routing_vs_fixed.sh                                               # the family study's sd32, seed 0
+#   CKPT=results/routing_short/sd32_short.pth scripts/routing_vs_fixed.sh     # routing_short_model.sh's stand-in
 #   BIN=.venv/bin DATA=datasets TRAIN=../shared/data                         # where the tools and the data are
 #   BEFORE=901fe62 ROUTERS="edge edge+bicubic oracle" scripts/routing_vs_fixed.sh   # instead: the same evaluation
 #     with the code of commit BEFORE (git archive into results/), written to results/routing_vs_fixed/before.json and
@@ -17,7 +20,12 @@ cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 DATA=${DATA:-datasets}
 TRAIN=${TRAIN:-../shared/data}
-CKPT=${CKPT:-results/routing_short/sd32_short.pth}
+FAMILY=results/family/runs/sd32_seed0/experiments/sd32_seed0/models/net_g_latest.pth
+CKPT=${CKPT:-results/routing_family/sd32_family_s0.pth}
+if [ "$CKPT" = results/routing_family/sd32_family_s0.pth ] && [ ! -f "$CKPT" ]; then
+  [ -f "$FAMILY" ] || { echo "$FAMILY: missing; train it first (scripts/family_study.sh)" >&2; exit 1; }
+  mkdir -p results/routing_family && cp "$FAMILY" "$CKPT"
+fi
 ROUTERS=${ROUTERS:-edge learned random oracle edge+bicubic random+bicubic}
 OUT=results/routing_vs_fixed
 mkdir -p "$OUT" docs/routing
