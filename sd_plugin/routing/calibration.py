@@ -195,7 +195,7 @@ def mix_errors(stages, samples, predicted, budgets=MIX_BUDGETS):
     ``best_fixed`` slope from it, times the same extra MACs), over the root of the summed squared areas of the tiles it
     changes (the unit of ``against_fixed``'s ``error``)."""
     from sd_plugin.routing.execute import planned_macs
-    from sd_plugin.routing.plan import against_fixed, needs_gains  # (plan imports this module through routers)
+    from sd_plugin.routing.plan import against_fixed, fixed_slope, needs_gains  # (plan imports this module, late)
 
     index = {d: i for i, d in enumerate(stages.depths)}
     errors = []
@@ -214,8 +214,7 @@ def mix_errors(stages, samples, predicted, budgets=MIX_BUDGETS):
             if not len(changed):  # the fixed output: no mix to judge
                 continue
             extra = executed * macs[-1] - planned_macs(stages, grid, [versus['depth']] * len(grid), height, width)
-            slope = max([0.0, *((totals[fixed + 1:] - totals[fixed]) / (macs[fixed + 1:] - macs[fixed]))])
-            true = truth[tiles, levels].sum() - (totals[fixed] + slope * extra)
+            true = truth[tiles, levels].sum() - (totals[fixed] + fixed_slope(totals, macs, fixed) * extra)
             guess = gains[tiles, levels].sum() - versus['level']
             errors.append((guess - true) / np.sqrt((changed ** 2).sum()))
     return np.array(errors, dtype=np.float64)

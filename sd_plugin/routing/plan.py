@@ -116,8 +116,13 @@ def best_fixed(stages, gains, grid, budget, height, width):
         if planned_macs(stages, grid, [depth] * len(grid), height, width) <= budget * macs[-1] and \
                 totals[i] > totals[best]:
             best = i
-    slope = max([0.0, *((totals[best + 1:] - totals[best]) / (macs[best + 1:] - macs[best]))])
-    return stages.depths[best], float(totals[best]), float(slope)
+    return stages.depths[best], float(totals[best]), fixed_slope(totals, macs, best)
+
+
+def fixed_slope(totals, macs, i):
+    """The most gain per MAC that moving the whole image from output ``i`` to a deeper one brings (0 when none
+    gains): ``totals`` and ``macs``, (outputs,) each, are every output's whole-image gain and MACs."""
+    return float(max([0.0, *((totals[i + 1:] - totals[i]) / (macs[i + 1:] - macs[i]))]))
 
 
 def against_fixed(stages, gains, grid, budget, height, width, error=0.0):
