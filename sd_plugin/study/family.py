@@ -12,7 +12,7 @@ its teacher's >= ``BAR_DB`` against the joint recipe's, each over at least ``BAR
 
 ``summarise`` returns the document written to ``summary.json``::
 
-    {"iters": N, "seeds": [...], "protocol": "...",
+    {"iters": N, "seeds": [every seed a recipe or twin lists], "protocol": "...",
      "recipes": [{"name": arm, "label": "...", "default": bool, "overrides": {...},
                   "rows": [{"output": "exit 4" | ... | "teacher", "set": "Set5", "paired_mean_db": x, "ci95_db": y,
                             "n": seeds, "per_seed_db": {...}, "paired_ssim": s, "ssim_ci95": z, "iter": i}],
@@ -100,7 +100,8 @@ def summarise(spec, out):
     sets = sorted({s for r in runs.values() for c in r.values() for s in c}, key=lambda s: (s != 'Set5', s))
     default = next((arm for arm in recipes if is_default(spec, arm)), None)
     joint = spec['family_arm']
-    doc = {'iters': spec['iters'], 'seeds': spec['seeds'],
+    seeds = sorted({s for arm in recipes + list(twins.values()) for s in spec['arms'][arm]['seeds']})
+    doc = {'iters': spec['iters'], 'seeds': seeds,
            'protocol': 'BasicSR validation (Y channel, border '
                        f'{_crop_border(spec)}) from each run\'s TensorBoard log; paired = output minus its twin '
                        'trained alone from the same initial weights and data order, seed by seed, at the last '
