@@ -25,9 +25,28 @@ def make_model(tiny_data, exits=(2,), num_block=4, **self_distill):
     return build_model(opt)
 
 
-def test_the_family_recipes_are_off_by_default():
-    assert SELF_DISTILL_DEFAULTS['exit_weights'] == [] and SELF_DISTILL_DEFAULTS['grad_equilibrium'] is False
+def test_the_other_family_recipes_are_off_by_default():
+    assert SELF_DISTILL_DEFAULTS['exit_weights'] is None and SELF_DISTILL_DEFAULTS['grad_equilibrium'] is False
     assert SELF_DISTILL_DEFAULTS['sandwich'] is False and SELF_DISTILL_DEFAULTS['exits_start_iter'] == 0
+
+
+@pytest.mark.parametrize('exits, weights', [((8,), {8: 1.0}), ((4, 8, 16), {4: 2.0, 8: 0.5, 16: 0.5}),
+                                            ((2, 3), {2: 2.0, 3: 1.0}), ((1, 2, 3, 4, 5), {1: 2.0, 2: 0.25, 3: 0.25,
+                                                                                           4: 0.25, 5: 0.25})])
+def test_by_default_the_shallowest_exit_weighs_half_the_teacher_a_quarter_a_single_exit_as_the_teacher(exits,
+                                                                                                       weights):
+    assert self_distill_options({'self_distill': {}}, list(exits))['exit_weights'] == weights
+    paper = self_distill_options({'self_distill': {'exit_weights': [1.0] * len(exits)}}, list(exits))
+    assert paper['exit_weights'] == {d: 1.0 for d in exits}
+
+
+def test_the_default_trains_as_the_explicit_family_recipe_not_as_the_papers(tiny_data):
+    g_default, _ = grads_of(make_model(tiny_data, exits=(1, 2)), batch())
+    g_family, _ = grads_of(make_model(tiny_data, exits=(1, 2), exit_weights=[2.0, 1.0]), batch())
+    g_paper, _ = grads_of(make_model(tiny_data, exits=(1, 2), exit_weights=[1.0, 1.0]), batch())
+    for name in g_default:
+        assert close(g_default[name], g_family[name]), name
+    assert not close(g_default['body.0.conv1.weight'], g_paper['body.0.conv1.weight'])
 
 
 def close(a, b):
@@ -125,6 +144,7 @@ def test_two_phase_trains_only_the_teacher_before_exits_start_iter(tiny_data):
 @pytest.mark.parametrize('given, message', [
     ({'exit_weights': {2: 3.0}}, 'train.self_distill.exit_weights={2: 3.0}: must be a list of one weight per exit'),
     ({'exit_weights': [1.0, 2.0]}, 'exit_weights=[1.0, 2.0]: must be a list of one weight per exit (network_g.exits'),
+    ({'exit_weights': []}, 'exit_weights=[]: must be a list of one weight per exit'),
     ({'exit_weights': ['3']}, "train.self_distill.exit_weights[0] (exit 2)='3': must be a number >= 0"),
     ({'exit_weights': [True]}, 'train.self_distill.exit_weights[0] (exit 2)=True: must be a number >= 0'),
     ({'exit_weights': [-1]}, 'train.self_distill.exit_weights[0] (exit 2)=-1: must be a number >= 0'),

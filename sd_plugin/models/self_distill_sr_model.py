@@ -30,11 +30,21 @@ SELF_DISTILL_DEFAULTS = {
     'feature_distill_opt': None,  # loss between each exit head's last features and the teacher head's, e.g.
     #                               {type: L1DistillLoss, loss_weight: 0.1}; None: off
     # Family recipes (issue 23, docs/configuration.md "Training every exit as well as alone"):
-    'exit_weights': [],  # one multiplier per exit (network_g.exits' order) on that exit's losses; []: all 1
+    'exit_weights': None,  # one multiplier per exit (network_g.exits' order) on its losses; None: default_exit_weights
     'grad_equilibrium': False,  # every shared stage gets the mean of its outputs' gradients (replaces trunk_grad_scale)
     'sandwich': False,  # each step trains the teacher, the shallowest exit and one other exit drawn at random
     'exits_start_iter': 0,  # two-phase: before this iteration only the teacher (the backbone) trains
 }
+
+
+def default_exit_weights(exits):
+    """``exit_weights`` when the YAML gives none (the family recipe, issue 23, measured with exits 4, 8 and 16 of 32
+    blocks: docs/family/): of the summed loss weights (the teacher's pixel loss weighs 1), the shallowest exit gets
+    half and the teacher a quarter, and the other exits share the last quarter equally: ``[2, 1/(n-1), ...]`` for n
+    >= 2 exits ([2, 0.5, 0.5] for three). A single exit gets 1, the teacher's weight: the paper's recipe."""
+    if len(exits) < 2:
+        return [1.0] * len(exits)
+    return [2.0] + [1.0 / (len(exits) - 1)] * (len(exits) - 1)
 
 
 # train.channels_last / train.autocast / train.compile: speed options, all off by default (benchmarks/README.md).
@@ -98,11 +108,12 @@ def self_distill_options(train_opt, exits):
     if opts['grad_equilibrium'] and scale != 1:
         raise ConfigError(f'train.self_distill.grad_equilibrium replaces trunk_grad_scale={scale!r}: set one of them')
     weights = opts['exit_weights']
-    if weights is None or weights == []:
-        weights = [1.0] * len(exits)
+    if weights is None:
+        weights = default_exit_weights(exits)
     if not isinstance(weights, list) or len(weights) != len(exits):
         raise ConfigError(f'train.self_distill.exit_weights={weights!r}: must be a list of one weight per exit '
-                          f'(network_g.exits={exits}), e.g. {[3.0] + [1.0] * (len(exits) - 1)}')
+                          f'(network_g.exits={exits}), e.g. {[1.0] * len(exits)} (the paper\'s recipe), or null '
+                          f'(the default: {default_exit_weights(exits)})')
     opts['exit_weights'] = {depth: check_weight(f'train.self_distill.exit_weights[{i}] (exit {depth})', w)
                             for i, (depth, w) in enumerate(zip(exits, weights))}
     opts['student_pixel_weight'] = check_weight('train.self_distill.student_pixel_weight', opts['student_pixel_weight'])
@@ -141,7 +152,8 @@ class SelfDistillSRModel(SRModel):
       + sum over the step's exits k: w_k * (student_pixel_weight * pixel_opt(exit_k, GT)   [l_pix_exit{k}]
                                     + r * distill_opt(exit_k, teacher)                   [l_distill_exit{k}]
                                     + r * feature_distill_opt(head_k, head_teacher))     [l_feat_exit{k}] (when set)
-    where w_k is ``exit_weights[k]`` (1 by default), r ramps from 0 to 1 (``distill_start_iter``,
+    where w_k is ``exit_weights[k]`` (by default 2 on the shallowest exit of two or more and 1 / (n - 1) on the
+    n - 1 others, else 1: ``default_exit_weights``), r ramps from 0 to 1 (``distill_start_iter``,
     ``distill_ramp_iters``; 1 by default) and, with ``distill_gate``, both sides of the distillation term are
     masked to the pixels where the teacher beats the exit. The step's exits are every exit, none before
     ``exits_start_iter``, and with ``sandwich`` the shallowest plus one other drawn at random (``step_depths``).
