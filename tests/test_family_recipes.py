@@ -221,7 +221,7 @@ def fake_run(out, arm, seed, scalars, iters=4):
 
 
 def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_data, tmp_path):
-    from sd_plugin.study.family import markdown, summarise
+    from sd_plugin.study.family import markdown, overview, summarise
     spec = load_spec(family_spec(tiny_data, tmp_path))
     out = str(tmp_path / 'out')
     for seed, shift in ((0, 0.0), (1, 0.2)):
@@ -246,6 +246,10 @@ def test_the_family_report_pairs_each_output_with_its_twin_seed_by_seed(tiny_dat
     assert recipes['w2']['teacher_vs_joint'][0]['paired_mean_db'] == pytest.approx(-0.1, abs=1e-5)
     assert recipes['sd4']['meets_bar'] is None and recipes['w2']['meets_bar'] is None  # fewer than 3 seeds
     assert 'exit 2' in markdown(doc) and '(the default)' in markdown(doc)
+    table = [line for line in overview(doc) if line.startswith('| ')]  # the README's table: one row per recipe
+    assert table[0] == '| recipe | seeds | exit 2 | teacher vs the joint recipe\'s | bar |'
+    assert table[1] == '| SD-4 (default) | 2 | +0.000 ± 1.271 | (itself) | undecided |'  # t(1) = 12.71 x 0.1
+    assert table[2] == '| w2 | 1 | +0.400 | -0.100 | undecided |'
 
 
 @pytest.mark.parametrize('exit_db, teacher_db, n, is_joint, verdict', [

@@ -161,11 +161,49 @@ def _cell(mean, half, digits, n=None):
     return text if n is None else f'{text} (n={n})'
 
 
+def _pair_cell(rows):
+    """'Set5 cell / Set14 cell' of ``rows`` (one per set): mean ± 95 % half-width (none with one seed), and
+    '(n=...)' when the sets' seed counts differ."""
+    cells = [f'{r["paired_mean_db"]:+.3f}' + ('' if r['ci95_db'] is None else f' ± {r["ci95_db"]:.3f}') for r in rows]
+    counts = sorted({r['n'] for r in rows})
+    return ' / '.join(cells) + ('' if len(counts) == 1 else f' (n={"/".join(str(r["n"]) for r in rows)})')
+
+
+def overview(doc):
+    """One row per recipe with a finished pair: ΔPSNR of every exit against its twin and of the teacher against the
+    joint recipe's, 'Set5 / Set14' (the README's table), the seeds of those pairs, and its verdict on the bar (the
+    teacher against its own twin alone is in the recipe's table below)."""
+    recipes = [r for r in doc['recipes'] if r['rows']]
+    if not recipes:
+        return []
+    sets = list(dict.fromkeys(row['set'] for r in recipes for row in r['rows']))
+    exits = list(dict.fromkeys(row['output'] for r in recipes for row in r['rows'] if row['output'] != 'teacher'))
+    verdict = {None: 'undecided', True: '**met**', False: 'not met'}
+    table = []
+    for recipe in recipes:
+        by_key = {(row['output'], row['set']): row for row in recipe['rows']}
+        cells = []
+        for output in exits:
+            rows = [by_key.get((output, s)) for s in sets]
+            cells.append('n/a' if None in rows else _pair_cell(rows))
+        joint = {t['set']: t for t in recipe['teacher_vs_joint']}
+        rows = [joint.get(s) for s in sets]
+        cells.append('(itself)' if not joint else 'n/a' if None in rows else _pair_cell(rows))
+        counts = sorted({row['n'] for row in recipe['rows'] if row['output'] != 'teacher'}
+                        | {t['n'] for t in recipe['teacher_vs_joint']})
+        seeds = str(counts[0]) if len(counts) == 1 else f'{counts[0]}-{counts[-1]}'
+        label = recipe['label'] + (' (default)' if recipe['default'] else '')
+        table.append([label, seeds, *cells, verdict[recipe['meets_bar']]])
+    return [f'ΔPSNR in dB, {" / ".join(sets)}, mean ± Student-t 95 % interval over seeds (none with one seed): each '
+            'exit minus its twin alone, the teacher minus the joint recipe\'s.', '',
+            *markdown_table(['recipe', 'seeds', *exits, 'teacher vs the joint recipe\'s', 'bar'], table), '']
+
+
 def markdown(doc):
-    """One table per recipe: each output minus its twin, ΔPSNR / ΔSSIM per set; the teacher against the joint
-    recipe's teacher; whether it meets the bar."""
+    """The overview (``overview``), then one table per recipe: each output minus its twin, ΔPSNR / ΔSSIM per set;
+    the teacher against the joint recipe's teacher; whether it meets the bar."""
     lines = [f'# The family study: {doc["iters"]} iterations, seeds {doc["seeds"]}', '',
-             f'Protocol: {doc["protocol"]}.', '']
+             f'Protocol: {doc["protocol"]}.', '', *overview(doc)]
     waiting = [r['label'] for r in doc['recipes'] if not r['rows']]
     for recipe in doc['recipes']:
         if not recipe['rows']:
